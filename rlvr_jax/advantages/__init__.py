@@ -25,6 +25,7 @@ arrays; under jit a problem whose valid rewards are non-finite or, for binary
 estimators, not in {0, 1}, gets NaN advantages so the error cannot pass silently.
 """
 
+import functools
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -72,12 +73,14 @@ def _params(est: _common.Estimator, params: Mapping[str, Any], N: int) -> dict[s
   return full
 
 
-def _bad_rewards(est, rewards_BxN, valid_BxN) -> jax.Array:
-  """Per-problem flag: a valid reward outside the estimator's domain."""
-  bad_BxN = ~jnp.isfinite(rewards_BxN)
+def _bad_rewards(est, rewards_BxN, valid_BxN):
+  """Per-problem flag: a valid reward outside the estimator's domain (np or jnp)."""
+  xp = np if _common.is_concrete(rewards_BxN, valid_BxN) else jnp
+  rewards_BxN, valid_BxN = xp.asarray(rewards_BxN), xp.asarray(valid_BxN)
+  bad_BxN = ~xp.isfinite(rewards_BxN)
   if est.domain == "binary":
     bad_BxN |= (rewards_BxN != 0) & (rewards_BxN != 1)
-  return jnp.any(bad_BxN & valid_BxN, axis=-1)
+  return xp.any(bad_BxN & valid_BxN, axis=-1)
 
 
 def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
@@ -117,11 +120,23 @@ def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
     if _common.is_concrete(entropy_BxN) and not np.all(
         np.isfinite(np.asarray(entropy_BxN))[np.asarray(valid_BxN)]):
       raise ValueError(f"{name}: entropy_BxN has non-finite values at valid rollouts")
+  if _common.is_concrete(rewards_BxN, valid_BxN):
+    bad_B = np.asarray(_bad_rewards(est, rewards_BxN, valid_BxN))
+    if bad_B.any():
+      rows = np.flatnonzero(bad_B)[:5].tolist()
+      domain = "in {0, 1}" if est.domain == "binary" else "finite"
+      raise ValueError(f"{name}: valid rewards must be {domain}; problems {rows} are not")
+  frozen = tuple(sorted(full.items()))
+  return _run(name, frozen, rewards_BxN, valid_BxN, key, entropy_BxN)
+
+
+@functools.partial(jax.jit, static_argnames=("name", "frozen"))
+def _run(name, frozen, rewards_BxN, valid_BxN, key, entropy_BxN):
+  """The estimator and the common post-processing, compiled once per shape and params."""
+  est = REGISTRY[name]
+  full = dict(frozen)
+  B, _ = rewards_BxN.shape
   bad_B = _bad_rewards(est, rewards_BxN, valid_BxN)
-  if _common.is_concrete(bad_B) and bool(jnp.any(bad_B)):
-    rows = np.flatnonzero(np.asarray(bad_B))[:5].tolist()
-    domain = "in {0, 1}" if est.domain == "binary" else "finite"
-    raise ValueError(f"{name}: valid rewards must be {domain}; problems {rows} are not")
   # The estimator never sees a non-finite value; flagged problems become NaN below.
   clean_BxN = jnp.where(jnp.isfinite(rewards_BxN), rewards_BxN, 0.0)
   easy_threshold = full.pop("easy_threshold")

@@ -39,11 +39,13 @@ def analytical_pos_neg(num_pos_B: jax.Array, num_valid_B: jax.Array, k: int, N: 
   n_safe = jnp.where(active_B, n_B, 2.0 * k)
   log_ratio_B = metrics.log_comb_ratio(n_safe, c_safe, k, N)          # log(1 - R)
   log_q_B = metrics.log_comb_ratio(n_safe - 1.0, c_safe, k - 1, N)    # log q
-  one_minus_r_B = jnp.exp(log_ratio_B)
   r_B = -jnp.expm1(log_ratio_B)
-  sig_B = jnp.sqrt(r_B * one_minus_r_B)
-  a_pos_B = jnp.sqrt(one_minus_r_B / r_B)
-  a_neg_B = -(c_safe / n_safe) * jnp.exp(log_q_B) / sig_B
+  # Log space throughout: at n = 1024 the advantages reach 1e-20 while 1 - R
+  # (their square, roughly) is below float32's smallest normal number.
+  log_r_B = jnp.log(r_B)
+  log_sig_B = 0.5 * (log_r_B + log_ratio_B)
+  a_pos_B = jnp.exp(log_ratio_B - log_sig_B)
+  a_neg_B = -jnp.exp(jnp.log(c_safe / n_safe) + log_q_B - log_sig_B)
   zero = jnp.zeros_like(a_pos_B)
   r_out_B = jnp.where(n_B - c_B < k, jnp.where(n_B >= k, 1.0, 0.0), r_B)
   r_out_B = jnp.where(c_B > 0, r_out_B, 0.0)

@@ -6,6 +6,8 @@ finite rewards work (binary rewards give Pass@k). Groups are drawn among a
 problem's valid rollouts only; problems with fewer than k valid rollouts get 0.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -47,6 +49,7 @@ def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
                    "num_groups": num_groups_B.astype(jnp.float32)}
 
 
+@functools.partial(jax.jit, static_argnames=("reduce",))
 def bootstrap_from_groups(rewards_BxN: jax.Array, valid_BxN: jax.Array,
                           groups_BxGxK: jax.Array, reduce: str = "sum") -> jax.Array:
   """Bootstrap advantage for given groups (indices of k distinct valid rollouts).
@@ -86,7 +89,11 @@ def passk_bootstrap(rewards_BxN, valid_BxN, *, k, key, num_groups, reduce, **_):
   """Bootstrap sampling: num_groups (default N) groups of k distinct valid rollouts.
 
   Each group is the k smallest of fresh uniform keys over the valid rollouts
-  (lax.top_k: exactly k distinct indices, ties included).
+  (lax.top_k: exactly k distinct indices, ties included). Normalizing by the
+  mean / std of the sampled groups biases the advantage by O(1/num_groups)
+  relative (a ratio estimator): we measured the sum form at N = 8, k = 2,
+  N_pos = 2 about 7% below k * analytical with the default 8 groups, 1.5% with
+  32 and 0.4% with 128 (4000 keys).
   """
   B, N = rewards_BxN.shape
   G = N if num_groups is None else num_groups
