@@ -1,0 +1,160 @@
+"""Per-problem float64 reference implementations (slow; for tests and benchmarks).
+
+Written the straightforward way the papers' public code computes advantages:
+a Python loop over problems, NumPy / math.comb on each problem's valid
+rewards. `batched(name, rewards_BxN, valid_BxN, **params)` loops over
+problems and returns [B, N] float64 advantages (invalid rollouts 0).
+Random estimators take a NumPy Generator `rng` instead of a JAX key.
+"""
+
+import math
+
+import numpy as np
+
+
+def grpo(r, ddof=0):
+  if r.max() == r.min() or len(r) - ddof <= 0:
+    return np.zeros_like(r)
+  return (r - r.mean()) / r.std(ddof=ddof)
+
+
+def dr_grpo(r):
+  return np.zeros_like(r) if r.max() == r.min() else r - r.mean()
+
+
+def rloo(r):
+  n = len(r)
+  if n < 2 or r.max() == r.min():
+    return np.zeros_like(r)
+  return r - (r.sum() - r) / (n - 1)
+
+
+def passk_analytical(r, k):
+  n, c = len(r), int(r.sum())
+  if n < k or c == 0 or n - c < k:
+    return np.zeros_like(r)
+  big_r = 1 - math.comb(n - c, k) / math.comb(n, k)
+  sig = math.sqrt(big_r * (1 - big_r))
+  a_pos = (1 - big_r) / sig
+  a_neg = (1 - big_r - math.comb(n - c - 1, k - 1) / math.comb(n - 1, k - 1)) / sig
+  return np.where(r > 0, a_pos, a_neg)
+
+
+def passk_combination(r, k, ddof=0):
+  acc = r.mean()
+  return acc * passk_analytical(r, k) + (1 - acc) * grpo(r, ddof)
+
+
+def passk_exceeding(r, k, log_base=math.e):
+  c = r.sum()
+  f = 0.4 / math.log(c + 0.5, log_base) if c > 0 else 0.0
+  return f * passk_analytical(r, k)
+
+
+def passk_full(r, k, rng):
+  n = len(r)
+  perm = rng.permutation(n)
+  g = n // k
+  adv = np.zeros_like(r)
+  if g == 0:
+    return adv
+  groups = perm[:g * k].reshape(g, k)
+  g_adv = grpo(r[groups].max(axis=1))
+  for j in range(g):
+    adv[groups[j]] = g_adv[j]
+  return adv
+
+
+def passk_bootstrap(r, k, rng, num_groups=None, reduce="sum"):
+  n = len(r)
+  G = n if num_groups is None else num_groups
+  if n < k:
+    return np.zeros_like(r)
+  groups = np.stack([rng.choice(n, k, replace=False) for _ in range(G)])
+  g_adv = grpo(r[groups].max(axis=1))
+  total, count = np.zeros(n), np.zeros(n)
+  for j in range(G):
+    total[groups[j]] += g_adv[j]
+    count[groups[j]] += 1
+  if reduce == "mean":
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+  return total
+
+
+def bbg(r, K=256, tau=0.01, alpha=1.0, beta=1.0, zero_success_coef=0.1, base="grpo",
+        ddof=0):
+  n, m = len(r), int(r.sum())
+  if m == 0:
+    return np.full_like(r, -zero_success_coef)
+
+  def log_u(m):
+    return (math.lgamma(n - m + beta + K - 1) - math.lgamma(n - m + beta)
+            - math.lgamma(n + alpha + beta + K - 1) + math.lgamma(n + alpha + beta))
+  w = math.exp(log_u(m) - log_u(0))
+  if w < tau:
+    return np.zeros_like(r)
+  base_adv = {"grpo": lambda: grpo(r, ddof), "dr_grpo": lambda: dr_grpo(r),
+              "rloo": lambda: rloo(r)}[base]()
+  return w * base_adv
+
+
+def pkpo(r, k, baseline="loo_minus_one"):
+  """Direct sums over sorted ranks with math.comb (see rlvr_jax.advantages.pkpo)."""
+  n = len(r)
+  if n < k:
+    return np.zeros_like(r)
+  order = np.argsort(r, kind="stable")
+  f = r[order]
+  total = math.comb(n, k)
+  s = np.zeros(n)
+  for i in range(n):  # 0-based sorted position i is rank i + 1
+    if baseline == "none":
+      s[i] = (math.comb(i, k - 1) * f[i]
+              + sum(math.comb(j - 1, k - 2) * f[j] for j in range(i + 1, n) if k >= 2)) / total
+    elif k == 1:
+      s[i] = (f[i] - (f.sum() - f[i]) / (n - 1)) / n if n > 1 else 0.0
+    else:
+      s[i] = sum(math.comb(j, k - 2) * (f[i] - f[j]) for j in range(i)) / total
+  adv = np.zeros(n)
+  adv[order] = s
+  return adv
+
+
+def adaptive_entropy_batch(rewards_BxN, valid_BxN, entropy_BxN, k, fraction=0.5, ddof=0):
+  B = rewards_BxN.shape[0]
+  has = valid_BxN.any(axis=1)
+  ent = np.array([entropy_BxN[b][valid_BxN[b]].mean() if has[b] else -np.inf
+                  for b in range(B)])
+  order = sorted(range(B), key=lambda b: (-ent[b], b))
+  num_high = math.floor(fraction * has.sum() + 0.5)
+  high = set(order[:num_high])
+  out = np.zeros(rewards_BxN.shape)
+  for b in range(B):
+    r = rewards_BxN[b][valid_BxN[b]].astype(np.float64)
+    if len(r):
+      out[b, valid_BxN[b]] = grpo(r, ddof) if b in high else passk_analytical(r, k)
+  return out
+
+
+PER_PROBLEM = {
+    "grpo": grpo, "dr_grpo": dr_grpo, "rloo": rloo, "passk_analytical": passk_analytical,
+    "passk_combination": passk_combination, "passk_exceeding": passk_exceeding,
+    "passk_full": passk_full, "passk_bootstrap": passk_bootstrap, "bbg": bbg, "pkpo": pkpo,
+}
+
+
+def batched(name, rewards_BxN, valid_BxN=None, **params):
+  """Loops over problems; [B, N] float64 advantages, 0 at invalid rollouts."""
+  rewards_BxN = np.asarray(rewards_BxN, np.float64)
+  valid_BxN = (np.ones(rewards_BxN.shape, bool) if valid_BxN is None
+               else np.asarray(valid_BxN, bool))
+  if name == "adaptive_entropy":
+    entropy_BxN = np.asarray(params.pop("entropy_BxN"), np.float64)
+    return adaptive_entropy_batch(rewards_BxN, valid_BxN, entropy_BxN, **params)
+  fn = PER_PROBLEM[name]
+  out = np.zeros(rewards_BxN.shape)
+  for b in range(rewards_BxN.shape[0]):
+    r = rewards_BxN[b][valid_BxN[b]]
+    if len(r):
+      out[b, valid_BxN[b]] = fn(r, **params)
+  return out
