@@ -94,18 +94,20 @@ def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
   est = _estimator(name)
   key = params.pop("key", None)
   entropy_BxN = params.pop("entropy_BxN", None)
-  rewards_BxN = jnp.asarray(rewards_BxN)
+  # Concrete inputs are handled in NumPy: no op-by-op dispatch before the jitted core.
+  xp = np if _common.is_concrete(rewards_BxN, valid_BxN, entropy_BxN) else jnp
+  rewards_BxN = xp.asarray(rewards_BxN)
   if rewards_BxN.ndim != 2 or 0 in rewards_BxN.shape:
     raise ValueError(f"{name}: rewards_BxN must be a non-empty [B, N] array, got shape "
                      f"{rewards_BxN.shape}")
-  if not (jnp.issubdtype(rewards_BxN.dtype, jnp.number) or rewards_BxN.dtype == bool):
+  if not (np.issubdtype(rewards_BxN.dtype, np.number) or rewards_BxN.dtype == bool):
     raise ValueError(f"{name}: rewards_BxN must be numeric, got {rewards_BxN.dtype}")
-  rewards_BxN = rewards_BxN.astype(jnp.float32)
+  rewards_BxN = rewards_BxN.astype(np.float32)
   B, N = rewards_BxN.shape
   full = _params(est, params, N)
   if valid_BxN is None:
-    valid_BxN = jnp.ones((B, N), bool)
-  valid_BxN = jnp.asarray(valid_BxN)
+    valid_BxN = xp.ones((B, N), bool)
+  valid_BxN = xp.asarray(valid_BxN)
   if valid_BxN.shape != (B, N):
     raise ValueError(f"{name}: valid_BxN shape {valid_BxN.shape} != rewards shape {(B, N)}")
   valid_BxN = valid_BxN.astype(bool)
@@ -114,7 +116,7 @@ def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
   if est.needs_entropy:
     if entropy_BxN is None:
       raise ValueError(f"{name} needs entropy_BxN (mean token entropy of each response)")
-    entropy_BxN = jnp.asarray(entropy_BxN, jnp.float32)
+    entropy_BxN = xp.asarray(entropy_BxN).astype(np.float32)
     if entropy_BxN.shape != (B, N):
       raise ValueError(f"{name}: entropy_BxN shape {entropy_BxN.shape} != {(B, N)}")
     if _common.is_concrete(entropy_BxN) and not np.all(

@@ -1,0 +1,208 @@
+"""Registry API: references, masking, jit, errors, properties, BBG, config."""
+
+import functools
+import math
+
+import hypothesis
+import hypothesis.extra.numpy as hnp
+import hypothesis.strategies as st
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from rlvr_jax import advantages
+from rlvr_jax.advantages import reference
+
+B, N = 6, 8
+# Deterministic estimators with parameters that fit N = 8.
+DETERMINISTIC = {
+    "grpo": {}, "dr_grpo": {}, "rloo": {}, "passk_analytical": {"k": 3},
+    "passk_combination": {"k": 3}, "passk_exceeding": {"k": 3}, "pkpo": {"k": 3},
+    "bbg": {"K": 16, "tau": 0.2},
+}
+PASSK_FAMILY = ["passk_analytical", "passk_combination", "passk_exceeding", "pkpo",
+                "adaptive_entropy", "bbg", "grpo", "dr_grpo", "rloo"]
+
+
+def _batch(seed, b=B, n=N, p_valid=0.8):
+  rng = np.random.default_rng(seed)
+  r = (rng.random((b, n)) < rng.random((b, 1))).astype(np.float32)
+  v = rng.random((b, n)) < p_valid
+  return r, v, rng.random((b, n)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISTIC) + ["adaptive_entropy"])
+def test_matches_per_problem_reference_with_masks(name):
+  r, v, ent = _batch(0)
+  r[~v] = np.nan  # padding content must not matter
+  params = dict(DETERMINISTIC.get(name, {"k": 3}))
+  extra = {"entropy_BxN": ent} if name == "adaptive_entropy" else {}
+  adv, info = advantages.compute(name, r, v, **params, **extra)
+  want = reference.batched(name, np.nan_to_num(r), v, **params, **extra)
+  np.testing.assert_allclose(adv, want, rtol=2e-5, atol=2e-6)
+  assert np.all(np.asarray(adv)[~v] == 0)
+  np.testing.assert_array_equal(info["num_valid"], v.sum(1))
+  np.testing.assert_array_equal(info["num_pos"], (np.nan_to_num(r) * v).sum(1))
+
+
+@pytest.mark.parametrize("name", sorted(DETERMINISTIC))
+def test_masking_a_rollout_equals_removing_it(name):
+  r, _, _ = _batch(1, n=N)
+  v = np.ones_like(r, bool)
+  v[:, [2, 5]] = False
+  adv_masked, _ = advantages.compute(name, r, v, **DETERMINISTIC[name])
+  adv_removed, _ = advantages.compute(name, r[:, v[0]], **DETERMINISTIC[name])
+  np.testing.assert_allclose(np.asarray(adv_masked)[:, v[0]], adv_removed, rtol=1e-6,
+                             atol=1e-7)
+
+
+@pytest.mark.parametrize("name", advantages.names())
+def test_jit_equals_op_by_op(name):
+  r, v, ent = _batch(2)
+  params = dict(DETERMINISTIC.get(name, {"k": 3}))
+  kw = dict(key=jax.random.key(0), entropy_BxN=ent, easy_threshold=0.7)
+  fn = functools.partial(advantages.compute, name, **params, **kw)
+  adv_jit, info_jit = jax.jit(fn)(r, v)
+  with jax.disable_jit():
+    adv, info = fn(r, v)
+  np.testing.assert_allclose(adv_jit, adv, rtol=1e-5, atol=1e-6)
+  assert set(info) == set(info_jit)
+  assert np.all(np.isfinite(np.asarray(adv_jit)))
+
+
+def test_easy_threshold_modifier():
+  r = np.array([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 0]], np.float32)
+  for name, params in (("grpo", {}), ("passk_analytical", {"k": 2}), ("pkpo", {"k": 2})):
+    base, _ = advantages.compute(name, r, **params)
+    adv, info = advantages.compute(name, r, easy_threshold=0.6, **params)
+    # Accuracies 0.6, 0.2, 0.8: only the last is above 0.6 (strictly).
+    assert info["easy"].tolist() == [False, False, True]
+    np.testing.assert_array_equal(adv[:2], base[:2])
+    assert np.all(adv[2] == 0) and not np.any(info["loss_mask_BxN"][2])
+
+
+def test_bbg_weights_gating_and_zero_success():
+  # alpha = beta = 1: u(m)/u(0) = prod_{j=1}^{K-1} (n-m+j)/(n+j) * (n+K)/(n+1)...,
+  # closed form for m = 1: n / (n + K - 1); m = 2: n (n-1) / ((n+K-1)(n+K-2)).
+  n, K = 8, 256
+  r = (np.arange(n)[None, :] < np.array([0, 1, 2, 8])[:, None]).astype(np.float32)
+  adv, info = advantages.compute("bbg", r, K=K, tau=0.01, zero_success_coef=0.25)
+  w1, w2 = n / (n + K - 1), n * (n - 1) / ((n + K - 1) * (n + K - 2))
+  w8 = math.exp(math.lgamma(K) + math.lgamma(n + 1) - math.lgamma(n + K))  # m = n
+  # float32 lgamma near 264 is ~1.2e3, so log weights carry ~1e-4 absolute error.
+  np.testing.assert_allclose(info["weight"], [1.0, w1, w2, w8], rtol=3e-4)
+  assert info["gated"].tolist() == [False, False, True, True]  # w2 = 8e-4 < 0.01
+  np.testing.assert_allclose(adv[0], -0.25)
+  g, _ = advantages.compute("grpo", r)
+  np.testing.assert_allclose(adv[1], w1 * np.asarray(g[1]), rtol=3e-4)
+  assert np.all(adv[2:] == 0) and not np.any(info["loss_mask_BxN"][2:])
+  # u(0) = K (n+1) / (n+K) by telescoping.
+  np.testing.assert_allclose(info["utility"][0], K * (n + 1) / (n + K), rtol=1e-4)
+
+
+def test_dynamic_sampling_mask():
+  r = np.array([[1, 1, 1], [0, 0, 0], [0, 1, 0], [0.3, 0.3, 0.3], [1, 0, 1]], np.float32)
+  v = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1], [1, 0, 1]], bool)
+  assert advantages.dynamic_sampling_mask(r, v).tolist() == [False, False, True, False, False]
+
+
+def test_from_config():
+  cfg = ml_collections.ConfigDict({"name": "passk_analytical", "k": 4})
+  fn = advantages.from_config(cfg)
+  r, v, _ = _batch(3)
+  adv, _ = fn(r, v, key=jax.random.key(0))
+  np.testing.assert_array_equal(adv, advantages.compute("passk_analytical", r, v, k=4)[0])
+  adv_jit, _ = jax.jit(fn)(r, v, jax.random.key(0))
+  np.testing.assert_allclose(adv_jit, adv, rtol=1e-6)
+  with pytest.raises(ValueError, match="unknown parameter"):
+    advantages.from_config({"name": "grpo", "k": 4})
+  with pytest.raises(ValueError, match="unknown advantage estimator 'gpro'"):
+    advantages.from_config({"name": "gpro"})
+  with pytest.raises(ValueError, match="needs a 'name'"):
+    advantages.from_config({"k": 4})
+  with pytest.raises(ValueError, match="k must be >= 1"):
+    advantages.from_config({"name": "pkpo", "k": 0})
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda r: advantages.compute("nope", r), "unknown advantage estimator"),
+    (lambda r: advantages.compute("passk_analytical", r, k=9), "k=9 exceeds N=8"),
+    (lambda r: advantages.compute("passk_analytical", r, k=0), "k must be >= 1"),
+    (lambda r: advantages.compute("passk_analytical", r), "k is required"),
+    (lambda r: advantages.compute("passk_analytical", r, k=2.0), "k must be an int"),
+    (lambda r: advantages.compute("grpo", r, ddof=2), "ddof must be in"),
+    (lambda r: advantages.compute("grpo", r, k=2), "unknown parameter"),
+    (lambda r: advantages.compute("grpo", r[0]), "must be a non-empty \\[B, N\\]"),
+    (lambda r: advantages.compute("grpo", r, r[:, :4] > 0), "valid_BxN shape"),
+    (lambda r: advantages.compute("passk_analytical", r + 0.5, k=2), "must be in \\{0, 1\\}"),
+    (lambda r: advantages.compute("grpo", r * np.nan), "must be finite"),
+    (lambda r: advantages.compute("passk_full", r, k=2), "needs key"),
+    (lambda r: advantages.compute("adaptive_entropy", r, k=2), "needs entropy_BxN"),
+    (lambda r: advantages.compute("passk_bootstrap", r, k=2, key=jax.random.key(0),
+                                  reduce="max"), "reduce must be"),
+    (lambda r: advantages.compute("grpo", r, easy_threshold=1.5), "easy_threshold"),
+    (lambda r: advantages.compute("bbg", r, tau=-1.0), "tau must be >= 0"),
+    (lambda r: advantages.compute("passk_exceeding", r, k=2, log_base=1), "log_base"),
+    (lambda r: advantages.compute("pkpo", r, k=2, baseline="mean"), "baseline must be"),
+])
+def test_errors(call, match):
+  r, _, _ = _batch(4)
+  with pytest.raises(ValueError, match=match):
+    call(r)
+
+
+def test_bad_rewards_under_jit_become_nan():
+  r, _, _ = _batch(5)
+  r[1, 0] = 0.5
+  adv, _ = jax.jit(lambda r: advantages.compute("passk_analytical", r, k=2))(r)
+  adv = np.asarray(adv)
+  assert np.all(np.isnan(adv[1])) and np.all(np.isfinite(np.delete(adv, 1, axis=0)))
+
+
+_rewards = hnp.arrays(np.float32, (B, N), elements=st.sampled_from([0.0, 1.0]))
+_masks = hnp.arrays(bool, (B, N))
+
+
+@hypothesis.settings(max_examples=15, deadline=None)
+@hypothesis.given(r=_rewards, v=_masks, seed=st.integers(0, 2**16))
+def test_property_correct_never_below_wrong(r, v, seed):
+  ent = np.random.default_rng(seed).random((B, N)).astype(np.float32)
+  for name in PASSK_FAMILY:
+    params = dict(DETERMINISTIC.get(name, {"k": 3}))
+    adv, _ = advantages.compute(name, r, v, entropy_BxN=ent, **params)
+    adv = np.asarray(adv)
+    for b in range(B):
+      pos, neg = adv[b][v[b] & (r[b] == 1)], adv[b][v[b] & (r[b] == 0)]
+      if len(pos) and len(neg):
+        assert pos.min() >= neg.max() - 1e-7, (name, b, r[b], v[b], adv[b])
+
+
+@hypothesis.settings(max_examples=15, deadline=None)
+@hypothesis.given(value=st.sampled_from([0.0, 1.0]), v=_masks, seed=st.integers(0, 2**16))
+def test_property_all_equal_rewards_give_zero(value, v, seed):
+  r = np.full((B, N), value, np.float32)
+  key = jax.random.key(seed)
+  ent = np.random.default_rng(seed).random((B, N)).astype(np.float32)
+  for name in advantages.names():
+    params = dict(DETERMINISTIC.get(name, {"k": 3}))
+    adv, _ = advantages.compute(name, r, v, key=key, entropy_BxN=ent, **params)
+    if name == "bbg" and value == 0.0:
+      # BBG's signed REINFORCE term: every failed valid response gets -coef.
+      np.testing.assert_allclose(np.asarray(adv)[v], -0.1, rtol=1e-6)
+    else:
+      assert np.all(np.asarray(adv) == 0), name
+
+
+@hypothesis.settings(max_examples=20, deadline=None)
+@hypothesis.given(r=hnp.arrays(np.float32, (B, N), elements=st.floats(-2, 2, width=32)),
+                  v=_masks)
+def test_property_masking_continuous_rewards(r, v):
+  # Real-valued estimators against the reference on each problem's valid rewards.
+  for name, params in (("grpo", {"ddof": 1}), ("rloo", {}), ("dr_grpo", {}),
+                       ("pkpo", {"k": 3})):
+    adv, _ = advantages.compute(name, r, v, **params)
+    want = reference.batched(name, r, v, **params)
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(adv, want, rtol=1e-4, atol=1e-5 * scale)
+    assert math.isfinite(float(np.abs(np.asarray(adv)).sum()))
