@@ -9,6 +9,7 @@ exact to rounding even for n = 1024, where C(n, k) overflows any float and
 log-gamma differences lose ~1e-4 (lgamma(1025) ~ 6e3, float32 eps ~ 6e-8).
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,11 +60,16 @@ def pass_at_k(n: Any, c: Any, k: Any, max_c: int | None = None) -> jax.Array:
       max_c = int(np.max(c_)) if c_.size else 0
   elif max_c is None:
     raise ValueError("pass_at_k under jit needs a static max_c")
+  return _pass_at_k(n, c, k, max(int(max_c), 1))
+
+
+@functools.partial(jax.jit, static_argnames=("max_c",))
+def _pass_at_k(n, c, k, max_c):
   n = jnp.asarray(n, jnp.float32)
   c = jnp.asarray(c, jnp.float32)
   k = jnp.asarray(k, jnp.float32)
   bad = (c < 0) | (c > n) | (k < 1) | (k > n)
-  value = -jnp.expm1(log_comb_ratio(n, c, k, max(int(max_c), 1)))
+  value = -jnp.expm1(log_comb_ratio(n, c, k, max_c))
   return jnp.where(bad, jnp.nan, value)
 
 
