@@ -182,12 +182,14 @@ def test_bootstrap_monte_carlo_converges_with_shrinking_standard_error():
   assert np.any(np.abs(draws.mean(0) - 1.05 * target) > 4.5 * ses[2] + 2 / G * np.abs(target))
 
 
-def test_full_sampling_groups_and_leftovers():
-  N, k = 10, 3
+# N = 10 takes the pairwise-rank path, N = 80 the sort path (PAIRWISE_MAX_N = 64).
+@pytest.mark.parametrize("N", [10, 80])
+def test_full_sampling_groups_and_leftovers(N):
+  k = 3
   rng = np.random.default_rng(3)
   r = (rng.random((32, N)) < 0.3).astype(np.float32)
   v = np.ones((32, N), bool)
-  v[:8, 8:] = False  # 8 valid -> 2 groups, 2 left over
+  v[:8, N - 2:] = False  # N - 2 valid: (N - 2) // 3 groups, 2 left over
   adv, info = advantages.compute("passk_full", r, v, k=k, key=jax.random.key(0))
   adv, used = np.asarray(adv), np.asarray(info["loss_mask_BxN"])
   n = v.sum(1)

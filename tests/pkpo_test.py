@@ -115,3 +115,35 @@ def test_n1024_weights_exact():
     got = float(adv[i, 0])
     # Below float32's smallest normal (1.2e-38) the value is flushed to 0.
     assert abs(got - want) <= (2e-5 * want if want > 1e-37 else 1e-37), (c, got, want)
+
+
+@pytest.mark.parametrize("N", [40, 80])
+def test_both_rank_paths_match_reference(N):
+  # N = 40 ranks by pairwise comparison, N = 80 by sorting (PAIRWISE_MAX_N = 64).
+  # reference.pkpo is itself checked against the subset brute force above.
+  rng = np.random.default_rng(N)
+  r = np.round(rng.normal(size=(6, N)), 1).astype(np.float32)  # ties
+  v = rng.random((6, N)) < 0.8
+  v[5, 3:] = False  # 3 valid rollouts: fewer than k = 5 gives all zeros
+  for k in (1, 2, 5):
+    for baseline in ("none", "loo_minus_one"):
+      adv, _ = advantages.compute("pkpo", r, v, k=k, baseline=baseline)
+      for b in range(6):
+        f = r[b][v[b]].astype(np.float64)
+        want = reference.pkpo(f, k, baseline) if len(f) >= k else np.zeros(len(f))
+        np.testing.assert_allclose(adv[b][v[b]], want, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"N={N} k={k} {baseline} row {b}")
+        assert np.all(np.asarray(adv[b])[~v[b]] == 0)
+
+
+def test_rank_paths_agree_across_the_switch():
+  # 64 columns take the pairwise path; one more, masked, column takes the sort path.
+  rng = np.random.default_rng(7)
+  r = np.round(rng.normal(size=(8, 64)), 1).astype(np.float32)
+  v = rng.random((8, 64)) < 0.9
+  r65 = np.concatenate([r, np.full((8, 1), 5.0, np.float32)], axis=1)
+  v65 = np.concatenate([v, np.zeros((8, 1), bool)], axis=1)
+  for baseline in ("none", "loo_minus_one"):
+    a64, _ = advantages.compute("pkpo", r, v, k=4, baseline=baseline)
+    a65, _ = advantages.compute("pkpo", r65, v65, k=4, baseline=baseline)
+    np.testing.assert_allclose(a65[:, :64], a64, rtol=1e-5, atol=1e-7)

@@ -127,7 +127,33 @@ def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0) -> jax.Ar
   mean_B = masked_mean(x_BxN, valid_BxN)
   dev_BxN = jnp.where(valid_BxN, x_BxN - mean_B[:, None], 0.0)
   dof_B = n_B - ddof
-  live_B = ~is_constant(x_BxN, valid_BxN) & (dof_B > 0)
-  var_B = jnp.sum(dev_BxN * dev_BxN, axis=-1) / jnp.where(live_B, dof_B, 1.0)
+  # Scale by the largest deviation first: squares of deviations ~1e-20 would
+  # underflow float32 to a zero std (hypothesis found rewards like 3.5e-32).
+  scale_B = jnp.max(jnp.abs(dev_BxN), axis=-1)
+  live_B = ~is_constant(x_BxN, valid_BxN) & (dof_B > 0) & (scale_B > 0)
+  unit_BxN = dev_BxN / jnp.where(live_B, scale_B, 1.0)[:, None]
+  var_B = jnp.sum(unit_BxN * unit_BxN, axis=-1) / jnp.where(live_B, dof_B, 1.0)
   std_B = jnp.sqrt(jnp.where(live_B, var_B, 1.0))
-  return jnp.where(live_B[:, None] & valid_BxN, dev_BxN / std_B[:, None], 0.0)
+  return jnp.where(live_B[:, None] & valid_BxN, unit_BxN / std_B[:, None], 0.0)
+
+
+# Up to this many rollouts a problem, ranks come from an [B, N, N] comparison
+# (a few vector ops); XLA's CPU sort is ~100x slower at N = 32. Above it the
+# quadratic memory costs more than a sort.
+PAIRWISE_MAX_N = 64
+
+
+def pairwise_ranks(keys_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
+  """Rank of each valid entry among its row's valid entries, ascending by key.
+
+  Ties are broken by column index, so ranks are 0..n-1 exactly. Invalid entries
+  get ranks n..N-1 (in column order). int32 [B, N].
+  """
+  N = keys_BxN.shape[1]
+  col_N = jnp.arange(N)
+  earlier_NxN = col_N[None, :] < col_N[:, None]           # [i, j]: j before i
+  k_i, k_j = keys_BxN[:, :, None], keys_BxN[:, None, :]
+  below_BxNxN = (k_j < k_i) | ((k_j == k_i) & earlier_NxN)
+  v_i, v_j = valid_BxN[:, :, None], valid_BxN[:, None, :]
+  before_BxNxN = jnp.where(v_i, v_j & below_BxNxN, v_j | earlier_NxN)
+  return jnp.sum(before_BxNxN, axis=-1, dtype=jnp.int32)

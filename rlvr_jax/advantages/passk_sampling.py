@@ -32,12 +32,24 @@ def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
   """
   B, N = rewards_BxN.shape
   G = -(-N // k)
+  num_groups_B = jnp.sum(valid_BxN, axis=-1) // k
+  group_ok_BxG = jnp.arange(G)[None, :] < num_groups_B[:, None]
+  info = {"num_groups": num_groups_B.astype(jnp.float32)}
+  if N <= _common.PAIRWISE_MAX_N:
+    # Random ranks (valid first) by comparison; group g holds ranks [g k, (g+1) k).
+    u_BxN = jax.random.uniform(key, valid_BxN.shape)
+    group_BxN = _common.pairwise_ranks(u_BxN, valid_BxN) // k
+    in_BxNxG = group_BxN[:, :, None] == jnp.arange(G)
+    group_max_BxG = jnp.max(jnp.where(in_BxNxG, rewards_BxN[:, :, None], -jnp.inf), axis=1)
+    group_max_BxG = jnp.where(group_ok_BxG, group_max_BxG, 0.0)
+    group_adv_BxG = _common.standardize(group_max_BxG, group_ok_BxG, ddof=0)
+    adv_BxN = jnp.sum(jnp.where(in_BxNxG, group_adv_BxG[:, None, :], 0.0), axis=-1)
+    used_BxN = group_BxN < num_groups_B[:, None]
+    return adv_BxN, dict(info, loss_mask_BxN=used_BxN & valid_BxN)
   perm_BxN = _random_order(key, valid_BxN)
   r_perm_BxN = jnp.take_along_axis(rewards_BxN, perm_BxN, axis=-1)
   r_BxGK = jnp.pad(r_perm_BxN, ((0, 0), (0, G * k - N)))
   group_max_BxG = jnp.max(r_BxGK.reshape(B, G, k), axis=-1)
-  num_groups_B = jnp.sum(valid_BxN, axis=-1) // k
-  group_ok_BxG = jnp.arange(G)[None, :] < num_groups_B[:, None]
   group_adv_BxG = _common.standardize(group_max_BxG, group_ok_BxG, ddof=0)
   group_of_N = jnp.arange(N) // k
   adv_perm_BxN = group_adv_BxG[:, group_of_N]
@@ -45,8 +57,7 @@ def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
   inverse_BxN = jnp.argsort(perm_BxN, axis=-1)
   adv_BxN = jnp.take_along_axis(adv_perm_BxN, inverse_BxN, axis=-1)
   used_BxN = jnp.take_along_axis(used_perm_BxN, inverse_BxN, axis=-1)
-  return adv_BxN, {"loss_mask_BxN": used_BxN & valid_BxN,
-                   "num_groups": num_groups_B.astype(jnp.float32)}
+  return adv_BxN, dict(info, loss_mask_BxN=used_BxN & valid_BxN)
 
 
 @functools.partial(jax.jit, static_argnames=("reduce",))

@@ -73,12 +73,14 @@ def pkpo(rewards_BxN, valid_BxN, *, k, baseline, **_):
   B, N = rewards_BxN.shape
   n_B = jnp.sum(valid_BxN, axis=-1).astype(jnp.float32)
   enough_B = n_B >= k
+  w_BxN = jnp.exp(_log_weights(n_B[:, None], k, N))               # C(p, k-1) / C(n, k)
+  if N <= _common.PAIRWISE_MAX_N:
+    return _pairwise(rewards_BxN, valid_BxN, k, baseline, n_B, enough_B, w_BxN)
   # Valid rewards first, ascending; invalid ones (+inf keys) last.
   order_BxN = jnp.argsort(jnp.where(valid_BxN, rewards_BxN, jnp.inf), axis=-1, stable=True)
   f_BxN = jnp.take_along_axis(jnp.where(valid_BxN, rewards_BxN, 0.0), order_BxN, axis=-1)
   p_N = jnp.arange(N, dtype=jnp.float32)
   live_BxN = p_N[None, :] < n_B[:, None]
-  w_BxN = jnp.exp(_log_weights(n_B[:, None], k, N))               # C(p, k-1) / C(n, k)
   maxg_B = jnp.sum(jnp.where(live_BxN, w_BxN * f_BxN, 0.0), axis=-1)
   if baseline == "none":
     # C(p-1, k-2) / C(n, k) = W_p (k-1) / p, the weight of being the top of a subset with i.
@@ -99,3 +101,39 @@ def pkpo(rewards_BxN, valid_BxN, *, k, baseline, **_):
   adv_BxN = jnp.take_along_axis(s_BxN, inverse_BxN, axis=-1)
   return adv_BxN, {"maxg_at_k": jnp.where(enough_B, maxg_B, 0.0),
                    "too_few_valid": ~enough_B}
+
+
+def _pairwise(rewards_BxN, valid_BxN, k, baseline, n_B, enough_B, w_BxN):
+  """The same sums over ranks from [B, N, N] comparisons, without sorting.
+
+  Sorted position p of a rollout is its rank; a_i (loo-1) is written directly
+  as sum_{j ranked below i} C(rank_j, k-2) / C(n, k) (f_i - f_j), every term >= 0.
+  """
+  N = rewards_BxN.shape[1]
+  f_BxN = jnp.where(valid_BxN, rewards_BxN, 0.0)
+  rank_BxN = _common.pairwise_ranks(f_BxN, valid_BxN)
+  p_N = jnp.arange(N, dtype=jnp.float32)
+  w_rank_BxN = jnp.take_along_axis(w_BxN, rank_BxN, axis=-1)       # C(rank, k-1) / C(n, k)
+  maxg_B = jnp.sum(jnp.where(valid_BxN, w_rank_BxN * f_BxN, 0.0), axis=-1)
+  pair_BxNxN = (valid_BxN[:, :, None] & valid_BxN[:, None, :])
+  if baseline == "none":
+    # Weight of j being the top of a subset that holds i below it: C(rank_j - 1, k-2) / C(n, k).
+    w2_BxN = jnp.where(p_N >= 1, w_BxN * (k - 1) / jnp.maximum(p_N, 1.0), 0.0)
+    w2_rank_BxN = jnp.take_along_axis(w2_BxN, rank_BxN, axis=-1)
+    above_BxNxN = pair_BxNxN & (rank_BxN[:, None, :] > rank_BxN[:, :, None])
+    s_BxN = w_rank_BxN * f_BxN + jnp.sum(
+        jnp.where(above_BxNxN, (w2_rank_BxN * f_BxN)[:, None, :], 0.0), axis=-1)
+  elif k == 1:
+    total_B = jnp.sum(f_BxN, axis=-1)
+    others_BxN = (total_B[:, None] - f_BxN) / jnp.maximum(n_B - 1.0, 1.0)[:, None]
+    s_BxN = jnp.where((n_B > 1)[:, None], (f_BxN - others_BxN) / n_B[:, None], 0.0)
+  else:
+    # C(p, k-2) / C(n, k) = W_{p+1} (k-1) / (p+1); the top rank is never below anyone.
+    w_next_BxN = jnp.pad(w_BxN[:, 1:], ((0, 0), (0, 1)))
+    w3_BxN = w_next_BxN * (k - 1) / (p_N + 1.0)
+    w3_rank_BxN = jnp.take_along_axis(w3_BxN, rank_BxN, axis=-1)
+    below_BxNxN = pair_BxNxN & (rank_BxN[:, None, :] < rank_BxN[:, :, None])
+    diff_BxNxN = f_BxN[:, :, None] - f_BxN[:, None, :]
+    s_BxN = jnp.sum(jnp.where(below_BxNxN, w3_rank_BxN[:, None, :] * diff_BxNxN, 0.0), axis=-1)
+  adv_BxN = jnp.where(valid_BxN & enough_B[:, None], s_BxN, 0.0)
+  return adv_BxN, {"maxg_at_k": jnp.where(enough_B, maxg_B, 0.0), "too_few_valid": ~enough_B}

@@ -99,22 +99,28 @@ def bbg(r, K=256, tau=0.01, alpha=1.0, beta=1.0, zero_success_coef=0.1, base="gr
 
 
 def pkpo(r, k, baseline="loo_minus_one"):
-  """Direct sums over sorted ranks with math.comb (see rlvr_jax.advantages.pkpo)."""
+  """Sums over sorted ranks with math.comb weights (see rlvr_jax.advantages.pkpo)."""
   n = len(r)
   if n < k:
     return np.zeros_like(r)
   order = np.argsort(r, kind="stable")
   f = r[order]
   total = math.comb(n, k)
-  s = np.zeros(n)
-  for i in range(n):  # 0-based sorted position i is rank i + 1
-    if baseline == "none":
-      s[i] = (math.comb(i, k - 1) * f[i]
-              + sum(math.comb(j - 1, k - 2) * f[j] for j in range(i + 1, n) if k >= 2)) / total
-    elif k == 1:
-      s[i] = (f[i] - (f.sum() - f[i]) / (n - 1)) / n if n > 1 else 0.0
-    else:
-      s[i] = sum(math.comb(j, k - 2) * (f[i] - f[j]) for j in range(i)) / total
+  # 0-based sorted position i is rank i + 1.
+  w_top = np.array([math.comb(i, k - 1) / total for i in range(n)])        # max at i
+  if baseline == "none":
+    w_up = np.array([math.comb(j - 1, k - 2) / total if k >= 2 and j >= 1 else 0.0
+                     for j in range(n)])                                    # max at j > i
+    above = np.cumsum((w_up * f)[::-1])[::-1] - w_up * f
+    s = w_top * f + above
+  elif k == 1:
+    s = (f - (f.sum() - f) / (n - 1)) / n if n > 1 else np.zeros(n)
+  else:
+    # a_i = sum_{j<i} C(j, k-2) (f_i - f_j) / C(n, k)
+    w = np.array([math.comb(j, k - 2) / total for j in range(n)])
+    cw = np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    cwf = np.concatenate([[0.0], np.cumsum(w * f)[:-1]])
+    s = f * cw - cwf
   adv = np.zeros(n)
   adv[order] = s
   return adv
