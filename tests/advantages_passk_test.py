@@ -218,3 +218,28 @@ def test_adaptive_entropy_picks_high_entropy_problems_for_grpo():
   assert high.tolist() == [False] * 7 + [True] * 3
   np.testing.assert_allclose(np.asarray(adv)[high], np.asarray(g)[high])
   np.testing.assert_allclose(np.asarray(adv)[~high], np.asarray(a4)[~high])
+
+
+@pytest.mark.parametrize("k", [2, 3, 17])  # k = 17 takes the top_k path
+def test_sample_groups_uniform_over_valid_subsets(k):
+  # Row 0: 6 valid of 8 columns (scattered); row 1: all N valid. Every group has k
+  # distinct valid columns, and each k-subset of row 0's valid columns appears with
+  # frequency 1 / C(6, k) (within 5 standard errors of a binomial count).
+  N = 8 if k < 6 else 20
+  v = np.ones((2, N), bool)
+  v[0, [1, 4]] = False
+  G = 6000 if k < 6 else 64
+  groups = np.asarray(passk_sampling.sample_groups(jax.random.key(k), v, G, k))
+  assert groups.shape == (2, G, k)
+  for b in range(2):
+    assert np.all(v[b][groups[b]])
+    assert all(len(set(g)) == k for g in groups[b].tolist())
+  if k < 6:
+    n = 6
+    counts = {}
+    for g in groups[0].tolist():
+      counts[tuple(sorted(g))] = counts.get(tuple(sorted(g)), 0) + 1
+    p = 1 / math.comb(n, k)
+    assert len(counts) == math.comb(n, k)
+    se = math.sqrt(G * p * (1 - p))
+    assert max(abs(c - G * p) for c in counts.values()) < 5 * se, counts

@@ -206,3 +206,16 @@ def test_property_masking_continuous_rewards(r, v):
     scale = max(1.0, float(np.abs(want).max()))
     np.testing.assert_allclose(adv, want, rtol=1e-4, atol=1e-5 * scale)
     assert math.isfinite(float(np.abs(np.asarray(adv)).sum()))
+
+
+def test_standardize_tiny_and_nearly_equal_rewards():
+  # Rows hypothesis and review found: a lone minimum-normal reward (subnormal
+  # mean), and 1 vs 1 + 1 ulp (cancels in a float32 mean). GRPO is shift- and
+  # scale-free, so both must give the {1 of 8 correct} advantages:
+  # (1 - 1/8) / sqrt(7/64) = sqrt(7) for the odd one, -1/sqrt(7) for the rest.
+  one_up = np.nextafter(np.float32(1), np.float32(2))
+  r = np.array([[1.1754944e-38] + [0] * 7, [1, one_up] + [1] * 6], np.float32)
+  adv, _ = advantages.compute("grpo", r)
+  want = np.full((2, 8), -1 / math.sqrt(7))
+  want[0, 0] = want[1, 1] = math.sqrt(7)
+  np.testing.assert_allclose(adv, want, rtol=1e-5)

@@ -122,19 +122,26 @@ def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0) -> jax.Ar
   """(x - mean) / std over each row's valid entries; 0 where the row is constant.
 
   Rows with fewer than ddof + 1 valid entries also get 0; invalid entries get 0.
+  A row whose range overflows float32 (|x| ~1e38) gives NaN, loudly; subnormal
+  values (< 1.2e-38) read as 0 on CPUs that flush them.
   """
   n_B = jnp.sum(valid_BxN, axis=-1).astype(jnp.float32)
-  mean_B = masked_mean(x_BxN, valid_BxN)
-  dev_BxN = jnp.where(valid_BxN, x_BxN - mean_B[:, None], 0.0)
   dof_B = n_B - ddof
-  # Scale by the largest deviation first: squares of deviations ~1e-20 would
-  # underflow float32 to a zero std (hypothesis found rewards like 3.5e-32).
-  scale_B = jnp.max(jnp.abs(dev_BxN), axis=-1)
-  live_B = ~is_constant(x_BxN, valid_BxN) & (dof_B > 0) & (scale_B > 0)
-  unit_BxN = dev_BxN / jnp.where(live_B, scale_B, 1.0)[:, None]
-  var_B = jnp.sum(unit_BxN * unit_BxN, axis=-1) / jnp.where(live_B, dof_B, 1.0)
+  # The result is shift- and scale-free, so map each row to [0, 1] first, by its
+  # min and range: x - min is exact for nearby values (1 vs 1 + 1e-7 would lose
+  # their deviation in a float32 mean), and tiny rewards (hypothesis found
+  # 1.2e-38) would give subnormal means that the CPU flushes to 0.
+  hi_B = jnp.max(jnp.where(valid_BxN, x_BxN, -jnp.inf), axis=-1)
+  lo_B = jnp.min(jnp.where(valid_BxN, x_BxN, jnp.inf), axis=-1)
+  live_B = (hi_B > lo_B) & (dof_B > 0)
+  range_B = jnp.where(live_B, hi_B - lo_B, 1.0)
+  lo_B = jnp.where(live_B, lo_B, 0.0)
+  unit_BxN = jnp.where(valid_BxN, (x_BxN - lo_B[:, None]) / range_B[:, None], 0.0)
+  # One value at 0, one at 1: deviations from the mean are >= ~1/(2n), no underflow.
+  dev_BxN = jnp.where(valid_BxN, unit_BxN - masked_mean(unit_BxN, valid_BxN)[:, None], 0.0)
+  var_B = jnp.sum(dev_BxN * dev_BxN, axis=-1) / jnp.where(live_B, dof_B, 1.0)
   std_B = jnp.sqrt(jnp.where(live_B, var_B, 1.0))
-  return jnp.where(live_B[:, None] & valid_BxN, unit_BxN / std_B[:, None], 0.0)
+  return jnp.where(live_B[:, None] & valid_BxN, dev_BxN / std_B[:, None], 0.0)
 
 
 # Up to this many rollouts a problem, ranks come from an [B, N, N] comparison
@@ -157,3 +164,12 @@ def pairwise_ranks(keys_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
   v_i, v_j = valid_BxN[:, :, None], valid_BxN[:, None, :]
   before_BxNxN = jnp.where(v_i, v_j & below_BxNxN, v_j | earlier_NxN)
   return jnp.sum(before_BxNxN, axis=-1, dtype=jnp.int32)
+
+
+def unpermute(x_perm_BxN: jax.Array, perm_BxN: jax.Array) -> jax.Array:
+  """y with y[b, perm[b, i]] = x_perm[b, i]: undoes a per-row gather by perm.
+
+  A scatter, not argsort(perm): XLA's CPU sort costs ~100 ms at [4096, 256].
+  """
+  rows_Bx1 = jnp.arange(perm_BxN.shape[0])[:, None]
+  return jnp.zeros_like(x_perm_BxN).at[rows_Bx1, perm_BxN].set(x_perm_BxN)

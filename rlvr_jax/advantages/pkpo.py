@@ -97,8 +97,7 @@ def pkpo(rewards_BxN, valid_BxN, *, k, baseline, **_):
     g_BxN = jnp.where(live_BxN & (p_N >= 1), gap_BxN * w_BxN, 0.0)
     s_BxN = jnp.cumsum(g_BxN, axis=-1)
   s_BxN = jnp.where(live_BxN & enough_B[:, None], s_BxN, 0.0)
-  inverse_BxN = jnp.argsort(order_BxN, axis=-1)
-  adv_BxN = jnp.take_along_axis(s_BxN, inverse_BxN, axis=-1)
+  adv_BxN = _common.unpermute(s_BxN, order_BxN)
   return adv_BxN, {"maxg_at_k": jnp.where(enough_B, maxg_B, 0.0),
                    "too_few_valid": ~enough_B}
 
