@@ -127,16 +127,20 @@ class GGUFSource:
 
 
 def load_gguf(path: str, mesh: jax.sharding.Mesh | None = None, rules: Any = None,
-              param_dtype: str = "float32", dtype: str | None = None
-              ) -> tuple[ModelConfig, dict[str, Any]]:
-  """(cfg, params) from a GGUF file, dequantized, sharded on `mesh` if given."""
-  reader = open_gguf(path)
+              param_dtype: str = "float32", dtype: str | None = None,
+              reader: gguf.GGUFReader | None = None) -> tuple[ModelConfig, dict[str, Any]]:
+  """(cfg, params) from a GGUF file, dequantized, sharded on `mesh` if given.
+
+  Parsing the metadata of a large vocabulary takes seconds, so an already open
+  `reader` of `path` can be passed in.
+  """
+  reader = reader or open_gguf(path)
   cfg = config_from_gguf(reader, param_dtype, dtype)
   params = convert.assemble(cfg, GGUFSource(reader, cfg, path), path, mesh, rules)
   return cfg, params
 
 
-def load_gguf_tokenizer(path: str) -> Any:
+def load_gguf_tokenizer(path: str, reader: gguf.GGUFReader | None = None) -> Any:
   """The HF fast tokenizer (with chat template) that transformers builds from GGUF metadata.
 
   The metadata is read with `gguf` and handed to transformers' GGUF tokenizer
@@ -147,7 +151,7 @@ def load_gguf_tokenizer(path: str) -> Any:
       GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer)
   from transformers.tokenization_utils_tokenizers import TokenizersBackend
 
-  reader = open_gguf(path)
+  reader = reader or open_gguf(path)
   meta = {k: reader.fields[k].contents() for k in reader.fields if k.startswith("tokenizer.")}
   if "tokenizer.ggml.tokens" not in meta:
     raise ValueError(f"{path}: GGUF has no tokenizer vocabulary (tokenizer.ggml.tokens)")

@@ -55,8 +55,9 @@ def load_policy(name_or_path: str = DEFAULT_POLICY, *, mesh: jax.sharding.Mesh |
     raise ValueError(f"policy {name_or_path!r} is neither an embedded policy "
                      f"({', '.join(sorted(_EMBEDDED))}), a .gguf file nor an HF directory")
   if path.endswith(".gguf"):
-    cfg, params = gguf_io.load_gguf(path, mesh, rules, param_dtype or "float32", dtype)
-    tok = gguf_io.load_gguf_tokenizer(path) if tokenizer else None
+    reader = gguf_io.open_gguf(path)
+    cfg, params = gguf_io.load_gguf(path, mesh, rules, param_dtype or "float32", dtype, reader)
+    tok = gguf_io.load_gguf_tokenizer(path, reader) if tokenizer else None
     return cfg, params, tok
   cfg, params = hf.load_hf(path, mesh, rules, param_dtype, dtype)
   tok = None
