@@ -9,6 +9,11 @@ from rlvr_jax import models
 from rlvr_jax.models import layers
 
 
+# XLA:CPU compiles the rbg generator much faster than threefry; the model
+# takes any key.
+_key = lambda seed: jax.random.key(seed, impl="rbg")
+
+
 def _cfg(**kw):
   base = dict(vocab_size=61, num_layers=2, d_model=32, num_heads=4, num_kv_heads=2,
               head_dim=8, mlp_dim=48, rope_base=10000.0, qkv_bias=True, tie_embeddings=False)
@@ -58,7 +63,7 @@ def test_published_parameter_counts():
 def test_tiny_preset_matches_character_vocabulary():
   cfg = models.preset("tiny")
   assert cfg.vocab_size == 128
-  params = models.init_params(cfg, jax.random.key(0))
+  params = models.init_params(cfg, _key(0))
   tokens, positions, mask = _left_padded([5, 3], 6, cfg.vocab_size)
   out = _full_logits(params, cfg, tokens, positions, mask)
   assert out.shape == (2, 6, 128) and out.dtype == jnp.float32
@@ -73,7 +78,7 @@ def test_bad_config_and_inputs_raise():
   with pytest.raises(ValueError, match="unknown model preset"):
     models.preset("gpt5")
   cfg = _cfg()
-  params = models.init_params(cfg, jax.random.key(0))
+  params = models.init_params(cfg, _key(0))
   tokens, positions, mask = _left_padded([3], 4, cfg.vocab_size)
   with pytest.raises(ValueError, match="same"):
     models.forward_hidden(params, cfg, tokens, positions[:, :3], mask)
@@ -84,7 +89,7 @@ def test_bad_config_and_inputs_raise():
 def test_left_padding_does_not_change_real_tokens():
   # A row's logits must not depend on how much left padding it has.
   cfg = _cfg()
-  params = models.init_params(cfg, jax.random.key(1))
+  params = models.init_params(cfg, _key(1))
   tokens, positions, mask = _left_padded([4], 4, cfg.vocab_size, seed=3)
   ref = _full_logits(params, cfg, tokens, positions, mask)
   pad = 3
@@ -98,7 +103,7 @@ def test_left_padding_does_not_change_real_tokens():
 def test_causality():
   # Changing a later token leaves earlier logits untouched.
   cfg = _cfg()
-  params = models.init_params(cfg, jax.random.key(2))
+  params = models.init_params(cfg, _key(2))
   tokens, positions, mask = _left_padded([6, 6], 6, cfg.vocab_size)
   a = _full_logits(params, cfg, tokens, positions, mask)
   b = _full_logits(params, cfg, tokens.at[:, 4].set(5), positions, mask)
@@ -109,7 +114,7 @@ def test_causality():
 @pytest.mark.parametrize("tie", [True, False])
 def test_kv_cache_prefill_and_decode_match_full_forward(tie):
   cfg = _cfg(tie_embeddings=tie)
-  params = models.init_params(cfg, jax.random.key(3))
+  params = models.init_params(cfg, _key(3))
   lengths, p, new = [5, 2, 7], 7, 4
   tokens, positions, mask = _left_padded(lengths, p + new, cfg.vocab_size, seed=4)
   # Make the last `new` tokens real for every row: a left-padded prompt of
@@ -137,7 +142,7 @@ def test_kv_cache_prefill_and_decode_match_full_forward(tie):
 def test_chunked_prefill_matches_full_forward():
   # Two prefill chunks of 3 and 4 tokens give the same logits as one pass.
   cfg = _cfg()
-  params = models.init_params(cfg, jax.random.key(5))
+  params = models.init_params(cfg, _key(5))
   tokens, positions, mask = _left_padded([7, 4], 7, cfg.vocab_size, seed=6)
   full = _full_logits(params, cfg, tokens, positions, mask)
   cache = models.init_cache(cfg, 2, 8)
@@ -153,7 +158,7 @@ def test_chunked_prefill_matches_full_forward():
 @pytest.mark.parametrize("chunk", [1, 3, 5, 64])
 def test_token_logprobs_match_dense_log_softmax(chunk):
   cfg = _cfg(vocab_size=97)
-  params = models.init_params(cfg, jax.random.key(7))
+  params = models.init_params(cfg, _key(7))
   tokens, positions, mask = _left_padded([5, 3], 5, cfg.vocab_size, seed=8)
   h, _ = models.forward_hidden(params, cfg, tokens, positions, mask)
   targets = jnp.roll(tokens, -1, axis=1)
@@ -170,7 +175,7 @@ def test_token_logprobs_match_dense_log_softmax(chunk):
 
 def test_token_logprobs_gradient_matches_dense():
   cfg = _cfg(vocab_size=97)
-  params = models.init_params(cfg, jax.random.key(9))
+  params = models.init_params(cfg, _key(9))
   tokens, positions, mask = _left_padded([5, 4], 5, cfg.vocab_size, seed=10)
   targets = jnp.roll(tokens, -1, axis=1)
 
@@ -193,7 +198,7 @@ def test_token_logprobs_gradient_matches_dense():
 def test_rope_matches_rotation_and_llama3_scaling():
   # Rotating by position p then taking dot products depends only on p_q - p_k.
   cfg = _cfg()
-  x = jax.random.normal(jax.random.key(11), (1, 2, 1, cfg.head_dim))
+  x = jax.random.normal(_key(11), (1, 2, 1, cfg.head_dim))
   def rot(pos):
     cos, sin = layers.rope_angles(jnp.array([[pos, pos]]), cfg)
     return layers.apply_rope(x, cos, sin)
@@ -218,7 +223,7 @@ def test_rope_matches_rotation_and_llama3_scaling():
 def test_bfloat16_compute_close_to_float32():
   cfg32 = _cfg()
   cfg16 = cfg32.replace(param_dtype="bfloat16", dtype="bfloat16")
-  params = models.init_params(cfg32, jax.random.key(12))
+  params = models.init_params(cfg32, _key(12))
   p16 = jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
   tokens, positions, mask = _left_padded([6, 3], 6, cfg32.vocab_size, seed=13)
   a = _full_logits(params, cfg32, tokens, positions, mask)

@@ -13,6 +13,9 @@ from rlvr_jax import checkpoints, models, sharding
 # to replication on a tensor axis of 4 or 8 (as SmolLM2's 3 KV heads would).
 CFG = models.ModelConfig(vocab_size=128, num_layers=2, d_model=32, num_heads=8, num_kv_heads=2,
                          head_dim=8, mlp_dim=64, qkv_bias=True, tie_embeddings=False)
+# XLA:CPU compiles the rbg generator in a fraction of threefry's time; the
+# model takes any key.
+_key = lambda seed: jax.random.key(seed, impl="rbg")
 MESHES = [dict(data=8, fsdp=1, tensor=1), dict(data=2, fsdp=2, tensor=2),
           dict(data=1, fsdp=1, tensor=8)]
 
@@ -68,7 +71,7 @@ def test_sharded_params_and_forward_match_single_device(mesh_cfg):
   mesh = sharding.make_mesh(mesh_cfg)
   axes = models.param_logical_axes(CFG)
   params = sharding.init_sharded(lambda k: models.init_params(CFG, k), axes, mesh, None,
-                                 jax.random.key(0))
+                                 _key(0))
   d, f, t = mesh_cfg["data"], mesh_cfg["fsdp"], mesh_cfg["tensor"]
   # The shardings are the ones the rules ask for, and shards really are split.
   q = params["layers"]["q"]  # [L, D, H, Dh]: embed -> fsdp, heads -> tensor
@@ -79,7 +82,7 @@ def test_sharded_params_and_forward_match_single_device(mesh_cfg):
   kv = params["layers"]["k"]  # 2 KV heads: split over tensor only if it divides 2
   assert kv.addressable_shards[0].data.shape[2] == (1 if t == 2 else 2)
   # Same values as an unsharded (jitted: eager rounds differently) init.
-  ref_params = jax.jit(models.init_params, static_argnums=0)(CFG, jax.random.key(0))
+  ref_params = jax.jit(models.init_params, static_argnums=0)(CFG, _key(0))
   jax.tree.map(np.testing.assert_array_equal, params, ref_params)
 
   tokens, positions, mask = _batch()
@@ -101,7 +104,7 @@ def test_sharded_params_and_forward_match_single_device(mesh_cfg):
 def test_sharded_kv_cache_decode_matches_single_device():
   mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
   params = sharding.init_sharded(lambda k: models.init_params(CFG, k),
-                                 models.param_logical_axes(CFG), mesh, None, jax.random.key(1))
+                                 models.param_logical_axes(CFG), mesh, None, _key(1))
   tokens, positions, mask = _batch(seed=1)
   cache_shape = jax.eval_shape(lambda: models.init_cache(CFG, 8, 8))
   cache = sharding.init_sharded(lambda: models.init_cache(CFG, 8, 8), models.CACHE_AXES, mesh,
@@ -119,7 +122,7 @@ def test_sharded_kv_cache_decode_matches_single_device():
 
 
 def test_checkpoint_loads_straight_onto_mesh(tmp_path):
-  params = models.init_params(CFG, jax.random.key(2))
+  params = models.init_params(CFG, _key(2))
   checkpoints.export_hf(params, CFG, str(tmp_path))
   mesh = sharding.make_mesh(dict(data=1, fsdp=2, tensor=4))
   cfg, loaded = checkpoints.load_hf(str(tmp_path), mesh=mesh)
