@@ -153,3 +153,33 @@ def test_generation_speed_10k_15x15():
   elapsed = time.process_time() - start
   assert len(rows) == 10_000
   assert elapsed < 5.0, elapsed
+
+
+def _reference_walk(moves: str, grid: str) -> float:
+  """The verifier's walk, written plainly: per-step bounds and wall checks."""
+  rows = grid.split("\n")
+  r, c = next((i, row.index("S")) for i, row in enumerate(rows) if "S" in row)
+  for ch in moves:
+    r, c = r + {"U": -1, "D": 1}.get(ch, 0), c + {"L": -1, "R": 1}.get(ch, 0)
+    if not (0 <= r < len(rows) and 0 <= c < len(rows)) or rows[r][c] == "*":
+      return 0.0
+  return float(rows[r][c] == "E")
+
+
+def test_short_and_long_walks_agree_with_reference():
+  # walk_score uses a Python loop below 256 moves and numpy above: both must match.
+  rng = np.random.default_rng(1)
+  checked = {0.0: 0, 1.0: 0}
+  for ex in maze.generate(11, 30, rng):
+    for length in (5, 100, 255, 256, 257, 600):
+      for _ in range(6):
+        # Mostly back-and-forth along the solution so that many walks stay valid.
+        sol = ex["solution"]
+        walk = "".join(rng.choice(list("LRUD"), size=length // 2 if rng.random() < 0.5 else 0))
+        inv = {"L": "R", "R": "L", "U": "D", "D": "U"}
+        wiggle = (sol[0] + inv[sol[0]]) * (length // 2)
+        for moves in (walk, wiggle + sol, walk + sol, wiggle):
+          expected = _reference_walk(moves, ex["grid"])
+          assert maze.walk_score(moves, ex["grid"]) == expected
+          checked[expected] += 1
+  assert checked[0.0] > 100 and checked[1.0] > 100

@@ -174,20 +174,36 @@ def make_splits(num_train: int, num_test: int, seed: int, loop_prob: float = 0.1
   return splits
 
 
-def walk_score(moves: str, grid_NxN: np.ndarray) -> float:
+@functools.lru_cache(maxsize=4096)
+def _parsed(grid: str) -> tuple[np.ndarray, list[str], int, int]:
+  """Cached parse of a grid: rollouts of one problem share it (N verifications, one parse)."""
+  arr = parse_grid(grid)
+  arr.setflags(write=False)
+  (sr,), (sc,) = np.nonzero(arr == ord("S"))
+  return arr, grid.split("\n"), int(sr), int(sc)
+
+
+def walk_score(moves: str, grid: str) -> float:
   """1.0 if the L/R/U/D walk from S stays on free cells inside the grid and ends on E."""
-  n = grid_NxN.shape[0]
-  (sr,), (sc,) = np.nonzero(grid_NxN == ord("S"))
+  arr, rows_text, r, c = _parsed(grid)
+  n = arr.shape[0]
   if not moves:
     return 0.0
+  if len(moves) < 256:  # short walks: a Python loop beats numpy's per-call overhead
+    for ch in moves:
+      dr, dc = MOVES[ch]
+      r, c = r + dr, c + dc
+      if not (0 <= r < n and 0 <= c < n) or rows_text[r][c] == "*":
+        return 0.0
+    return float(rows_text[r][c] == "E")
   b = np.frombuffer(moves.encode("ascii"), np.uint8)
-  rows = sr + np.cumsum(_DR[b])
-  cols = sc + np.cumsum(_DC[b])
+  rows = r + np.cumsum(_DR[b])
+  cols = c + np.cumsum(_DC[b])
   if rows.min() < 0 or cols.min() < 0 or rows.max() >= n or cols.max() >= n:
     return 0.0
-  if (grid_NxN[rows, cols] == ord("*")).any():
+  if (arr[rows, cols] == ord("*")).any():
     return 0.0
-  return float(grid_NxN[rows[-1], cols[-1]] == ord("E"))
+  return float(arr[rows[-1], cols[-1]] == ord("E"))
 
 
 def extract_moves(response: str) -> str:
@@ -214,7 +230,7 @@ class MazeTask(base.Task):
 
   def verify(self, response: str, example: dict) -> float:
     try:
-      return walk_score(extract_moves(response), parse_grid(example["grid"]))
+      return walk_score(extract_moves(response), example["grid"])
     except Exception:  # never raise on policy text; bad examples are caught by tests
       return 0.0
 
