@@ -97,6 +97,11 @@ def test_nothing_is_executed(pool, tmp_path):
   assert not sentinel.exists()
 
 
+def test_malformed_example_scores_zero(pool):
+  rewards, info = tasks.verify_batch(TASK, ["\\boxed{1}", "\\boxed{1}"], [{}, None], pool)
+  assert rewards.tolist() == [0.0, 0.0] and info["graded"] == 0
+
+
 def test_long_answer_not_sent():
   assert TASK.candidate("\\boxed{" + "1" * 1001 + "}") is None
   assert TASK.candidate("\\boxed{" + "1" * 1000 + "}") == "1" * 1000

@@ -105,3 +105,12 @@ def test_pool_bad_args():
   p.close()
   with pytest.raises(ValueError, match="closed"):
     p.map(pow, [(1, 1)])
+
+
+def test_pool_survives_a_dead_worker():
+  with tasks.VerifierPool(num_workers=1, timeout_s=30) as p:
+    p.map(pow, [(2, 2)])
+    p._workers[0].proc.kill()  # e.g. the OOM killer, between two batches
+    p._workers[0].proc.join()
+    results, info = p.map(pow, [(2, 3), (3, 2)])
+  assert results == [8, 9] and info == {"timeouts": 0, "errors": 0}

@@ -20,15 +20,11 @@ def verify_batch(task: Task, responses: Sequence[str], examples: Sequence[Exampl
 
   Tasks that can hang (`task.needs_pool`) go through `pool` (default: the shared
   pool); the cheap verifiers (maze, countdown) run in-process, which
-  benchmarks/RESULTS.md measures to be faster than any pool round trip.
+  benchmarks/RESULTS.md measures to be faster than the pool, even in chunks.
   """
   if len(responses) != len(examples):
     raise ValueError(f"verify_batch: {len(responses)} responses but {len(examples)} examples")
-  if task.needs_pool:
-    rewards, info = task.verify_many(responses, examples, pool)
-  else:
-    rewards = [task.verify(r, e) for r, e in zip(responses, examples)]
-    info = {"timeouts": 0, "errors": 0}
+  rewards, info = task.verify_many(responses, examples, pool if task.needs_pool else None)
   rewards_R = np.asarray([clamp_score(r) for r in rewards], np.float32)
   return rewards_R, info
 

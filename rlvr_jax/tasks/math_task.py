@@ -98,8 +98,9 @@ class MathTask(base.Task):
     calls, where = [], []
     for i, (response, example) in enumerate(zip(responses, examples)):
       pred = self.candidate(response)
-      if pred is not None:
-        calls.append((pred, str(example["answer"])))
+      gold = example.get("answer") if isinstance(example, dict) else None
+      if pred is not None and gold is not None:
+        calls.append((pred, str(gold)))
         where.append(i)
     info = {"timeouts": 0, "errors": 0, "graded": len(calls)}
     if calls:

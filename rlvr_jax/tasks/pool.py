@@ -97,7 +97,12 @@ class VerifierPool:
       for w in self._workers:
         if w.ready and w.job is None and pending:
           i = pending.popleft()
-          w.conn.send((i, fn, args_list[i]))
+          try:
+            w.conn.send((i, fn, args_list[i]))
+          except OSError:  # the worker died while idle: requeue the call on a fresh one
+            pending.appendleft(i)
+            self._replace(self._workers.index(w), kill=True)
+            break
           w.job = (i, time.monotonic() + self.timeout_s)
           w.calls += 1
       now = time.monotonic()
@@ -154,6 +159,6 @@ def default_pool() -> VerifierPool:
   """A shared pool (preloading math-verify), started on first use and closed at exit."""
   global _DEFAULT
   if _DEFAULT is None:
-    _DEFAULT = VerifierPool(preload=("rlvr_jax.tasks.math_task",))
+    _DEFAULT = VerifierPool(preload=("rlvr_jax.tasks.math_task", "math_verify"))
     atexit.register(_DEFAULT.close)
   return _DEFAULT
