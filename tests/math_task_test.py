@@ -10,7 +10,7 @@ import pytest
 from rlvr_jax import tasks
 from rlvr_jax.tasks import extract, math_task
 
-DATA = os.path.join(os.path.dirname(__file__), "data", "math_sample.jsonl")
+DATA = os.path.join(os.path.dirname(__file__), "testdata", "math_sample.jsonl")
 TASK = tasks.get("math")
 
 

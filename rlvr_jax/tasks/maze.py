@@ -12,7 +12,6 @@ Example dict: {'grid': rows joined by '\\n', 'size': n, 'solution': 'RRDD...'}.
 
 import collections
 import functools
-import re
 
 import numpy as np
 
@@ -32,7 +31,8 @@ PROMPT = (
     "<answer> LLRRDUL </answer>.\n## Maze\n{grid}\nNow try to analyze the maze and put the "
     "final path in the <answer> </answer>.")
 
-_NOT_MOVE = re.compile(r"[^LRUD]")
+# Every byte but L, R, U, D: deleted with bytes.translate, which is C speed on megabytes.
+_NOT_MOVE = bytes(b for b in range(256) if b not in b"LRUD")
 # Byte -> row / column step of a move character; other bytes never reach the walk.
 _DR = np.zeros(256, np.int64)
 _DC = np.zeros(256, np.int64)
@@ -211,7 +211,9 @@ def extract_moves(response: str) -> str:
   text = extract.tagged_or_boxed(response)
   if text is None:
     text = response
-  return _NOT_MOVE.sub("", text.upper())
+  # After upper-casing, every move letter is ASCII ('\ufb02'.upper() == 'FL'), so
+  # dropping non-ASCII characters first loses none.
+  return text.upper().encode("ascii", "ignore").translate(None, _NOT_MOVE).decode("ascii")
 
 
 @base.register("maze")
