@@ -40,7 +40,7 @@ EXTRAS_REQUIRE = {
     # Parity tests against transformers' PyTorch models only; rlvr_jax never imports torch.
     "torch": ["torch==2.13.0"],
     # Compile-for-TPU checks on a CPU host, and TPU pod runs.
-    "tpu": ["libtpu"],
+    "tpu": ["libtpu==0.0.52"],  # the TPU compiler; tested with jax 0.10.2
 }
 
 setuptools.setup(

@@ -1,0 +1,171 @@
+"""Compile the RL train step for a TPU slice on a CPU host, and report HBM fit.
+
+Needs `pip install -e ".[tpu]"` (libtpu); no TPU is used: the program is
+compiled ahead of time for a topology description, with abstract weights, so
+nothing is materialized. Example (the paper's Qwen2.5-7B mini-batch of 32
+prompts x 32 rollouts, on a v5p slice of 32 chips):
+
+    python benchmarks/tpu_fit.py --preset=qwen2_5_7b --topology=v5p:2x4x4 \
+        --mesh=data=1,fsdp=-1,tensor=1 --rows=1024 --micro=16 --prompt_len=1024 \
+        --resp_len=2048 --remat=full
+
+Prints one JSON line per compiled program: per-device bytes of arguments,
+outputs, temporaries and the total against the chip's HBM.
+"""
+
+import argparse
+import functools
+import json
+import os
+import sys
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # the host compiles; it has no TPU
+os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")  # no metadata server to ask: not on a TPU VM
+# Only compiling: several processes may hold libtpu at once (tests run in parallel).
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.experimental import topologies  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+
+from rlvr_jax import config_utils, models, sharding  # noqa: E402
+from rlvr_jax.rl import step as step_lib  # noqa: E402
+
+# HBM per chip in GiB (Cloud TPU system architecture pages).
+HBM_GIB = {"v4": 32, "v5e": 16, "v5 lite": 16, "v5p": 95, "v5": 95, "v6e": 32, "v6 lite": 32}
+# Host bounds of one TPU VM: 4 chips in a 2x2 block (v4/v5p are 3-D, v5e/v6e 2-D).
+_CHIPS_PER_HOST = {2: (2, 2, 1), 3: (2, 2, 1)}
+
+
+def topology_devices(name: str) -> list:
+  """Devices of a TPU slice, e.g. 'v5e:4x4' or 'v5p:2x2x4'."""
+  gen, dims = name.split(":")
+  shape = tuple(int(d) for d in dims.split("x"))
+  chips = int(np.prod(shape))
+  bounds = _CHIPS_PER_HOST[len(shape)] if chips >= 4 else (*shape, *([1] * (3 - len(shape))))
+  desc = topologies.get_topology_desc(platform="tpu", topology_name=name, chip_config_name="default",
+                                      chips_per_host_bounds=bounds, num_slices=1)
+  del gen
+  return list(desc.devices)
+
+
+def hbm_bytes(device: jax.Device, topology: str) -> int:
+  gen = topology.split(":")[0].lower()
+  kind = device.device_kind.lower().replace("tpu ", "")
+  for key in (gen, kind):
+    if key in HBM_GIB:
+      return HBM_GIB[key] * 2**30
+  raise ValueError(f"HBM size of {device.device_kind!r} ({topology}) unknown; add it to HBM_GIB")
+
+
+def abstract_state(cfg: models.ModelConfig, optimizer, mesh, rules):
+  """ShapeDtypeStructs with shardings for {params, opt_state, step}: nothing allocated."""
+  param_shapes = jax.eval_shape(lambda k: models.init_params(cfg, k), jax.random.key(0))
+  param_sh = sharding.logical_sharding(models.param_logical_axes(cfg), mesh, rules, param_shapes)
+  params = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        param_shapes, param_sh)
+  # Optimizer moments are shaped like the params and take their shardings; counts replicate.
+  opt_shapes = jax.eval_shape(optimizer.init, params)
+  repl = NamedSharding(mesh, PartitionSpec())
+  by_shape = {}
+  for s, sh in zip(jax.tree.leaves(param_shapes), jax.tree.leaves(param_sh)):
+    by_shape.setdefault((s.shape, str(s.dtype)), sh)
+  opt = jax.tree.map(lambda s: jax.ShapeDtypeStruct(
+      s.shape, s.dtype, sharding=by_shape.get((s.shape, str(s.dtype)), repl) if s.ndim else repl),
+      opt_shapes)
+  return {"params": params, "opt_state": opt,
+          "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=repl)}
+
+
+def abstract_batch(rows: int, prompt_len: int, resp_len: int, mesh, rules) -> dict:
+  rows_sh = NamedSharding(mesh, sharding.logical_to_spec(("batch",), rules, (rows,), mesh))
+  spec2 = sharding.logical_to_spec(("batch", None), rules, (rows, 1), mesh)
+  sh2 = NamedSharding(mesh, spec2)
+  L = prompt_len + resp_len
+  sds = lambda shape, dtype, sh: jax.ShapeDtypeStruct(shape, dtype, sharding=sh)
+  return {"tokens_RxL": sds((rows, L), jnp.int32, sh2),
+          "attn_mask_RxL": sds((rows, L), jnp.bool_, sh2),
+          "loss_mask_RxT": sds((rows, resp_len), jnp.bool_, sh2),
+          "old_logp_RxT": sds((rows, resp_len), jnp.float32, sh2),
+          "adv_R": sds((rows,), jnp.float32, rows_sh)}
+
+
+def compile_train_step(cfg, mesh, rules, args) -> dict:
+  opt_cfg = ml_collections.ConfigDict(dict(lr=1e-6, warmup_steps=10, max_grad_norm=1.0, b1=0.9,
+                                           b2=0.999, eps=1e-8, weight_decay=0.01))
+  loss_cfg = ml_collections.ConfigDict(dict(eps_low=0.2, eps_high=0.28, dual_clip=0.0,
+                                            agg="token-mean", kl_coef=0.0, entropy_coef=0.0))
+  optimizer = step_lib.make_optimizer(opt_cfg)
+  loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=cfg, loss_cfg=loss_cfg,
+                              chunk_size=args.logprob_chunk)
+  fn = functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+                         num_micro=args.micro, agg="token-mean")
+  with sharding.use_mesh(mesh, rules):
+    state = abstract_state(cfg, optimizer, mesh, rules)
+    batch = abstract_batch(args.rows, args.prompt_len, args.resp_len, mesh, rules)
+    state_sh = jax.tree.map(lambda s: s.sharding, state)
+    lowered = jax.jit(fn, out_shardings=(state_sh, None), donate_argnums=0).lower(state, batch)
+  return lowered.compile()
+
+
+def report(name: str, compiled, hbm: int, extra: dict) -> dict:
+  m = compiled.memory_analysis()
+  total = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
+           + m.temp_size_in_bytes)
+  gib = lambda b: round(b / 2**30, 3)
+  out = {"program": name, **extra, "arguments_gib": gib(m.argument_size_in_bytes),
+         "outputs_gib": gib(m.output_size_in_bytes), "aliased_gib": gib(m.alias_size_in_bytes),
+         "temporaries_gib": gib(m.temp_size_in_bytes), "total_gib": gib(total),
+         "hbm_gib": gib(hbm), "fits": total <= hbm,
+         "bytes": {"arguments": m.argument_size_in_bytes, "outputs": m.output_size_in_bytes,
+                   "aliased": m.alias_size_in_bytes, "temporaries": m.temp_size_in_bytes}}
+  print(json.dumps(out), flush=True)
+  return out
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  ap.add_argument("--preset", default="qwen2_5_7b", choices=models.preset_names())
+  ap.add_argument("--topology", default="v5p:2x4x4", help="TPU slice, e.g. v5e:4x4, v5p:2x2x4")
+  ap.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1")
+  ap.add_argument("--rows", type=int, default=1024, help="responses in one mini-batch update")
+  ap.add_argument("--micro", type=int, default=16, help="micro-batches of gradient accumulation")
+  ap.add_argument("--prompt_len", type=int, default=1024)
+  ap.add_argument("--resp_len", type=int, default=2048)
+  ap.add_argument("--remat", default="full", choices=models.config.REMAT_POLICIES)
+  ap.add_argument("--param_dtype", default="float32", help="master weights (compute stays bf16)")
+  ap.add_argument("--logprob_chunk", type=int, default=512)
+  args = ap.parse_args(argv)
+
+  if args.rows % args.micro:
+    raise ValueError(f"--rows={args.rows} is not divisible by --micro={args.micro}")
+  devices = topology_devices(args.topology)
+  mesh_cfg = config_utils.parse_arg(args.mesh, data=1, fsdp=-1, tensor=1)
+  mesh = sharding.make_mesh(mesh_cfg.to_dict(), devices)
+  cfg = models.preset(args.preset, remat=args.remat, param_dtype=args.param_dtype,
+                      dtype="bfloat16")
+  extra = {"preset": args.preset, "topology": args.topology, "chips": len(devices),
+           "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "rows": args.rows,
+           "micro": args.micro, "prompt_len": args.prompt_len, "resp_len": args.resp_len,
+           "remat": args.remat, "param_dtype": args.param_dtype,
+           "num_params": cfg.num_params()}
+  hbm = hbm_bytes(devices[0], args.topology)
+  try:
+    compiled = compile_train_step(cfg, mesh, None, args)
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    # The TPU compiler refuses programs that cannot fit: that is the answer sought.
+    out = {"program": "train_step", **extra, "hbm_gib": round(hbm / 2**30, 3), "fits": False,
+           "compiler": str(e).splitlines()[0][:300]}
+    print(json.dumps(out), flush=True)
+    return [out]
+  return [report("train_step", compiled, hbm, extra)]
+
+
+if __name__ == "__main__":
+  main()
