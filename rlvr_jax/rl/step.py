@@ -44,13 +44,12 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict) -> optax.GradientTransfor
 
 
 def response_logprobs(params: Any, cfg: models.ModelConfig, tokens_RxL: jax.Array,
-                      attn_mask_RxL: jax.Array, resp_len: int, chunk_size: int,
-                      compute_dtype: Any = None) -> tuple[jax.Array, jax.Array]:
-  """Log-probs and entropies [R, T] of the last `resp_len` tokens of each row."""
-  if compute_dtype is not None:
-    # Master weights stay float32; the forward (and so its gradient) runs in compute_dtype.
-    params = jax.tree.map(
-        lambda x: x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+                      attn_mask_RxL: jax.Array, resp_len: int, chunk_size: int
+                      ) -> tuple[jax.Array, jax.Array]:
+  """Log-probs and entropies [R, T] of the last `resp_len` tokens of each row.
+
+  bfloat16 compute is `cfg.dtype`: the model casts the float32 master weights.
+  """
   inputs_RxL1 = tokens_RxL[:, :-1]
   mask_RxL1 = attn_mask_RxL[:, :-1].astype(jnp.int32)
   positions_RxL1 = jnp.maximum(jnp.cumsum(mask_RxL1, axis=-1) - 1, 0)
@@ -64,12 +63,11 @@ def response_logprobs(params: Any, cfg: models.ModelConfig, tokens_RxL: jax.Arra
 
 
 def pg_loss_fn(params: Any, batch: dict, denom: jax.Array, *, cfg: models.ModelConfig,
-               loss_cfg: ml_collections.ConfigDict, chunk_size: int,
-               compute_dtype: Any = None) -> tuple[jax.Array, dict]:
+               loss_cfg: ml_collections.ConfigDict, chunk_size: int) -> tuple[jax.Array, dict]:
   """The clip-higher PG loss of one micro-batch (normalized by the mini-batch `denom`)."""
   resp_len = batch["loss_mask_RxT"].shape[1]
   logp_RxT, ent_RxT = response_logprobs(params, cfg, batch["tokens_RxL"], batch["attn_mask_RxL"],
-                                        resp_len, chunk_size, compute_dtype)
+                                        resp_len, chunk_size)
   return loss_lib.policy_loss(
       logp_RxT, batch["old_logp_RxT"], batch["adv_R"], batch["loss_mask_RxT"],
       eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.get("dual_clip"),
@@ -78,11 +76,11 @@ def pg_loss_fn(params: Any, batch: dict, denom: jax.Array, *, cfg: models.ModelC
 
 
 def sft_loss_fn(params: Any, batch: dict, denom: jax.Array, *, cfg: models.ModelConfig,
-                chunk_size: int, compute_dtype: Any = None) -> tuple[jax.Array, dict]:
+                chunk_size: int) -> tuple[jax.Array, dict]:
   """Token-mean negative log-likelihood of the masked response tokens (warm start)."""
   mask_RxT = batch["loss_mask_RxT"].astype(jnp.float32)
   logp_RxT, ent_RxT = response_logprobs(params, cfg, batch["tokens_RxL"], batch["attn_mask_RxL"],
-                                        mask_RxT.shape[1], chunk_size, compute_dtype)
+                                        mask_RxT.shape[1], chunk_size)
   nll = -(logp_RxT * mask_RxT).sum() / denom
   n = jnp.maximum(mask_RxT.sum(), 1.0)
   return nll, {"loss": nll, "entropy": (ent_RxT * mask_RxT).sum() / n}
