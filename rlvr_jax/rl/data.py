@@ -21,10 +21,13 @@ def load_splits(task_name: str, data_cfg: ml_collections.ConfigDict) -> tuple[li
     module = importlib.import_module(f"rlvr_jax.tasks.{task_name}")
   except ImportError as e:
     raise ValueError(f"task {task_name!r} has no module rlvr_jax.tasks.{task_name}") from e
-  if not hasattr(module, "make_splits"):
-    raise ValueError(f"rlvr_jax.tasks.{task_name} has no make_splits(); cannot build data")
   kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data_cfg.splits.to_dict().items()}
-  splits = module.make_splits(**kwargs)
+  if hasattr(module, "make_splits"):
+    splits = module.make_splits(**kwargs)
+  elif hasattr(module, "generate"):
+    splits = _splits_from_generate(module.generate, **kwargs)
+  else:
+    raise ValueError(f"rlvr_jax.tasks.{task_name} has neither make_splits() nor generate()")
   train, test = list(splits["train"]), list(splits["test"])
   if not train:
     raise ValueError("the train split is empty")
@@ -34,6 +37,20 @@ def load_splits(task_name: str, data_cfg: ml_collections.ConfigDict) -> tuple[li
     name = f"{key}{ex[key]}" if key else "test"
     evals.setdefault(name, []).append(ex)
   return train, evals
+
+
+def _splits_from_generate(generate: Any, num_train: int, num_test: int, seed: int,
+                          **kwargs: Any) -> dict[str, list]:
+  """Adapter for tasks that only offer `generate(count, rng)` (countdown): test first,
+  then train examples whose prompt fields repeat a test one are dropped."""
+  test = generate(num_test, np.random.default_rng([seed, 0]), **kwargs)
+  key = lambda ex: repr(sorted((k, v) for k, v in ex.items() if k != "solution"))
+  seen = {key(ex) for ex in test}
+  train = [ex for ex in generate(2 * num_train, np.random.default_rng([seed, 1]), **kwargs)
+           if key(ex) not in seen][:num_train]
+  if len(train) < num_train:
+    raise ValueError(f"could only draw {len(train)} distinct train examples of {num_train}")
+  return {"train": train, "test": test}
 
 
 class Stream:

@@ -24,11 +24,14 @@ def encode_prompt(task: Any, tokenizer: Any, example: Any, chat: bool) -> list[i
   return tokenizer.encode(task.prompt_text(example), add_bos=True)
 
 
-def left_pad(ids_B: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-  """[B, length] int32 ids and mask, left-padded; a longer prompt is a ValueError."""
+def left_pad(ids_B: Sequence[Sequence[int]], max_len: int, pad_id: int,
+             multiple: int = 16) -> tuple[np.ndarray, np.ndarray]:
+  """[B, P] int32 ids and mask, left-padded to the longest prompt rounded up to `multiple`
+  (few distinct P, so few compiles) and at most `max_len`; a longer prompt is a ValueError."""
   longest = max(len(x) for x in ids_B)
-  if longest > length:
-    raise ValueError(f"a prompt has {longest} tokens, more than rl.max_prompt_len={length}")
+  if longest > max_len:
+    raise ValueError(f"a prompt has {longest} tokens, more than rl.max_prompt_len={max_len}")
+  length = min(max_len, -(-longest // multiple) * multiple)
   tok_BxP = np.full((len(ids_B), length), pad_id, np.int32)
   mask_BxP = np.zeros((len(ids_B), length), np.int32)
   for b, ids in enumerate(ids_B):
@@ -42,9 +45,12 @@ def decode(tokenizer: Any, tokens_RxT: np.ndarray, lengths_R: np.ndarray,
            eos_ids: Sequence[int]) -> list[str]:
   """Response texts, cut at their length and without EOS / special tokens."""
   eos = set(int(e) for e in eos_ids)
+  # The tiny model's embedding (128) is wider than the char vocabulary (99): a sampled id
+  # with no character is text the policy wrote that reads as nothing, so it is dropped.
+  vocab = int(getattr(tokenizer, "vocab_size", 1 << 62))
   texts = []
   for r in range(tokens_RxT.shape[0]):
-    ids = [int(t) for t in tokens_RxT[r, :int(lengths_R[r])] if int(t) not in eos]
+    ids = [int(t) for t in tokens_RxT[r, :int(lengths_R[r])] if int(t) not in eos and int(t) < vocab]
     if hasattr(tokenizer, "convert_ids_to_tokens"):  # a transformers tokenizer
       texts.append(tokenizer.decode(ids, skip_special_tokens=True))
     else:

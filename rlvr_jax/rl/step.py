@@ -70,7 +70,7 @@ def pg_loss_fn(params: Any, batch: dict, denom: jax.Array, *, cfg: models.ModelC
                                         resp_len, chunk_size)
   return loss_lib.policy_loss(
       logp_RxT, batch["old_logp_RxT"], batch["adv_R"], batch["loss_mask_RxT"],
-      eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=loss_cfg.get("dual_clip"),
+      eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=(loss_cfg.dual_clip or None),
       agg=loss_cfg.agg, denom=denom, ref_logp_RxT=batch.get("ref_logp_RxT"),
       kl_coef=loss_cfg.kl_coef, entropy_RxT=ent_RxT, entropy_coef=loss_cfg.entropy_coef)
 
