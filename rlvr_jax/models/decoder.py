@@ -1,0 +1,242 @@
+"""The decoder as pure functions over a params pytree (layers stacked, scanned).
+
+Letters: B batch rows, T tokens, S cache slots, D model width, V vocabulary,
+L layers, H query heads, K key/value heads, Dh head width, F MLP width.
+
+Params: {'embed': [V, D], 'layers': {...each with a leading L axis...},
+'final_norm': [D], 'lm_head': [D, V] (untied only)}.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rlvr_jax.models import layers
+from rlvr_jax.models.config import ModelConfig
+from rlvr_jax.sharding import constrain
+
+Params = dict[str, Any]
+Cache = dict[str, jax.Array]
+INIT_STD = 0.02  # HF initializer_range for Llama and Qwen2
+
+
+def _layer_shapes(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[str, ...]]]:
+  """Per-layer parameter shapes (without L) and logical axes."""
+  d, h, k, dh, f = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.mlp_dim
+  shapes = {
+      "attn_norm": ((d,), ("norm",)),
+      "q": ((d, h, dh), ("embed", "heads", "head_dim")),
+      "k": ((d, k, dh), ("embed", "kv_heads", "head_dim")),
+      "v": ((d, k, dh), ("embed", "kv_heads", "head_dim")),
+      "o": ((h, dh, d), ("heads", "head_dim", "embed")),
+      "mlp_norm": ((d,), ("norm",)),
+      "gate": ((d, f), ("embed", "mlp")),
+      "up": ((d, f), ("embed", "mlp")),
+      "down": ((f, d), ("mlp", "embed")),
+  }
+  if cfg.qkv_bias:
+    shapes["q_bias"] = ((h, dh), ("heads", "head_dim"))
+    shapes["k_bias"] = ((k, dh), ("kv_heads", "head_dim"))
+    shapes["v_bias"] = ((k, dh), ("kv_heads", "head_dim"))
+  return shapes
+
+
+def param_logical_axes(cfg: ModelConfig) -> Params:
+  """The params tree with a tuple of logical axis names at each leaf."""
+  axes: Params = {
+      "embed": ("vocab", "embed"),
+      "layers": {n: ("layers",) + a for n, (_, a) in _layer_shapes(cfg).items()},
+      "final_norm": ("norm",),
+  }
+  if not cfg.tie_embeddings:
+    axes["lm_head"] = ("embed", "vocab")
+  return axes
+
+
+def param_shapes(cfg: ModelConfig) -> Params:
+  """The params tree with jax.ShapeDtypeStruct leaves."""
+  dt = cfg.jnp_param_dtype
+  sds = lambda s: jax.ShapeDtypeStruct(s, dt)
+  shapes: Params = {
+      "embed": sds((cfg.vocab_size, cfg.d_model)),
+      "layers": {n: sds((cfg.num_layers,) + s) for n, (s, _) in _layer_shapes(cfg).items()},
+      "final_norm": sds((cfg.d_model,)),
+  }
+  if not cfg.tie_embeddings:
+    shapes["lm_head"] = sds((cfg.d_model, cfg.vocab_size))
+  return shapes
+
+
+def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
+  """Random init: normal(0.02) weights, unit norms, zero biases (as HF)."""
+  shapes = param_shapes(cfg)
+  leaves, treedef = jax.tree.flatten_with_path(shapes)
+  keys = jax.random.split(key, len(leaves))
+  out = []
+  for (path, sds), k in zip(leaves, keys):
+    name = jax.tree_util.keystr(path)
+    if "norm" in name:
+      out.append(jnp.ones(sds.shape, sds.dtype))
+    elif "bias" in name:
+      out.append(jnp.zeros(sds.shape, sds.dtype))
+    else:
+      out.append((INIT_STD * jax.random.normal(k, sds.shape, jnp.float32)).astype(sds.dtype))
+  return jax.tree.unflatten(treedef, out)
+
+
+CACHE_AXES = {"k": ("layers", "cache_batch", "cache_seq", "kv_heads", "head_dim"),
+              "v": ("layers", "cache_batch", "cache_seq", "kv_heads", "head_dim"),
+              "mask": ("cache_batch", "cache_seq")}
+
+
+def init_cache(cfg: ModelConfig, batch_size: int, max_len: int) -> Cache:
+  """Empty KV cache: k, v [L, B, S, K, Dh] in the compute dtype, mask [B, S]."""
+  shape = (cfg.num_layers, batch_size, max_len, cfg.num_kv_heads, cfg.head_dim)
+  return {"k": jnp.zeros(shape, cfg.jnp_dtype), "v": jnp.zeros(shape, cfg.jnp_dtype),
+          "mask": jnp.zeros((batch_size, max_len), jnp.bool_)}
+
+
+def _block(cfg: ModelConfig, x_BxTxD: jax.Array, p: Params, cos: jax.Array, sin: jax.Array,
+           kv_fn: Any) -> tuple[jax.Array, Any]:
+  """One pre-norm layer. `kv_fn(k, v)` returns keys/values to attend, mask, aux."""
+  dt = cfg.jnp_dtype
+  w = lambda name: p[name].astype(dt)
+  h = layers.rms_norm(x_BxTxD, p["attn_norm"], cfg.rms_eps)
+  q = jnp.einsum("btd,dhk->bthk", h, w("q"))
+  k = jnp.einsum("btd,dhk->bthk", h, w("k"))
+  v = jnp.einsum("btd,dhk->bthk", h, w("v"))
+  if cfg.qkv_bias:
+    q, k, v = q + w("q_bias"), k + w("k_bias"), v + w("v_bias")
+  q = constrain(layers.apply_rope(q, cos, sin), ("batch", "length", "act_heads", None))
+  k = constrain(layers.apply_rope(k, cos, sin), ("batch", "length", "act_kv_heads", None))
+  keys, values, allowed_BxTxS, aux = kv_fn(k, v)
+  a = layers.attention(q, keys, values, allowed_BxTxS)
+  x = x_BxTxD + jnp.einsum("bthk,hkd->btd", a, w("o"))
+  x = constrain(x, ("batch", "length", "act_embed"))
+  h = layers.rms_norm(x, p["mlp_norm"], cfg.rms_eps)
+  g = jnp.einsum("btd,df->btf", h, w("gate"))
+  u = jnp.einsum("btd,df->btf", h, w("up"))
+  m = constrain(jax.nn.silu(g) * u, ("batch", "length", "act_mlp"))
+  x = x + jnp.einsum("btf,fd->btd", m, w("down"))
+  return constrain(x, ("batch", "length", "act_embed")), aux
+
+
+def _remat(cfg: ModelConfig, fn: Any) -> Any:
+  if cfg.remat == "full":
+    return jax.checkpoint(fn)
+  if cfg.remat == "dots":
+    return jax.checkpoint(fn, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+  return fn
+
+
+def forward_hidden(params: Params, cfg: ModelConfig, tokens_BxT: jax.Array,
+                   positions_BxT: jax.Array, mask_BxT: jax.Array, cache: Cache | None = None,
+                   cache_index: jax.Array | int | None = None
+                   ) -> tuple[jax.Array, Cache | None]:
+  """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
+
+  Without a cache, token i attends to real tokens j <= i. With one, the T new
+  keys go to slots [cache_index, cache_index + T) and attend causally to all
+  real slots before them.
+  """
+  if tokens_BxT.ndim != 2 or positions_BxT.shape != tokens_BxT.shape or (
+      mask_BxT.shape != tokens_BxT.shape):
+    raise ValueError(f"tokens {tokens_BxT.shape}, positions {positions_BxT.shape} and mask "
+                     f"{mask_BxT.shape} must all be the same [B, T] shape")
+  if (cache is None) != (cache_index is None):
+    raise ValueError("cache and cache_index must be given together")
+  b, t = tokens_BxT.shape
+  mask_BxT = mask_BxT.astype(jnp.bool_)
+  x = params["embed"].astype(cfg.jnp_dtype)[tokens_BxT]
+  x = constrain(x, ("batch", "length", "act_embed"))
+  cos, sin = layers.rope_angles(positions_BxT, cfg)
+
+  if cache is None:
+    causal_TxT = jnp.tril(jnp.ones((t, t), jnp.bool_))
+    allowed = causal_TxT[None] & mask_BxT[:, None, :]
+
+    def step(x, p):
+      kv_fn = lambda k, v: (k, v, allowed, None)
+      x, _ = _block(cfg, x, p, cos, sin, kv_fn)
+      return x, None
+
+    x, _ = jax.lax.scan(_remat(cfg, step), x, params["layers"])
+    new_cache = None
+  else:
+    if cache["k"].shape[1] != b:
+      raise ValueError(f"cache batch {cache['k'].shape[1]} != tokens batch {b}")
+    s = cache["k"].shape[2]
+    idx = jnp.asarray(cache_index, jnp.int32)
+    cache_mask_BxS = jax.lax.dynamic_update_slice(cache["mask"], mask_BxT, (0, idx))
+    slot_S = jnp.arange(s)
+    causal_TxS = slot_S[None, :] <= idx + jnp.arange(t)[:, None]
+    allowed = causal_TxS[None] & cache_mask_BxS[:, None, :]
+
+    def step(carry, p):
+      x, ck, cv, l = carry
+
+      def kv_fn(k, v):
+        ck2 = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype)[None], (l, 0, idx, 0, 0))
+        cv2 = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype)[None], (l, 0, idx, 0, 0))
+        keys = jax.lax.dynamic_index_in_dim(ck2, l, keepdims=False).astype(k.dtype)
+        values = jax.lax.dynamic_index_in_dim(cv2, l, keepdims=False).astype(v.dtype)
+        return keys, values, allowed, (ck2, cv2)
+
+      x, (ck, cv) = _block(cfg, x, p, cos, sin, kv_fn)
+      return (x, ck, cv, l + 1), None
+
+    init = (x, cache["k"], cache["v"], jnp.int32(0))
+    (x, ck, cv, _), _ = jax.lax.scan(_remat(cfg, step), init, params["layers"])
+    new_cache = {"k": ck, "v": cv, "mask": cache_mask_BxS}
+  x = layers.rms_norm(x, params["final_norm"], cfg.rms_eps)
+  return x, new_cache
+
+
+def _head(params: Params, cfg: ModelConfig) -> jax.Array:
+  """Output projection [D, V] in the compute dtype."""
+  if cfg.tie_embeddings:
+    return params["embed"].astype(cfg.jnp_dtype).T
+  return params["lm_head"].astype(cfg.jnp_dtype)
+
+
+def logits(params: Params, cfg: ModelConfig, hidden_BxTxD: jax.Array) -> jax.Array:
+  """Float32 logits [B, T, V]."""
+  out = jnp.einsum("btd,dv->btv", hidden_BxTxD.astype(cfg.jnp_dtype), _head(params, cfg),
+                   preferred_element_type=jnp.float32)
+  return constrain(out, ("batch", "length", "act_vocab"))
+
+
+def token_logprobs(params: Params, cfg: ModelConfig, hidden_BxTxD: jax.Array,
+                   targets_BxT: jax.Array, chunk_size: int = 128
+                   ) -> tuple[jax.Array, jax.Array]:
+  """log p(target) and full-softmax entropy, both [B, T] float32.
+
+  Runs over chunks of T with a rematerialized scan body, so forward and
+  backward hold at most one [B, chunk, V] float32 logits tensor.
+  """
+  if chunk_size <= 0:
+    raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+  b, t, d = hidden_BxTxD.shape
+  if targets_BxT.shape != (b, t):
+    raise ValueError(f"targets {targets_BxT.shape} do not match hidden {hidden_BxTxD.shape}")
+  c = min(chunk_size, t)
+  n = -(-t // c)
+  pad = n * c - t
+  h = jnp.pad(hidden_BxTxD, ((0, 0), (0, pad), (0, 0)))
+  y = jnp.pad(targets_BxT, ((0, 0), (0, pad)))
+  h_NxBxCxD = h.reshape(b, n, c, d).swapaxes(0, 1)
+  y_NxBxC = y.reshape(b, n, c).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def chunk(h_BxCxD, y_BxC):
+    logits_BxCxV = logits(params, cfg, h_BxCxD)
+    logp_BxCxV = jax.nn.log_softmax(logits_BxCxV, axis=-1)
+    logp_BxC = jnp.take_along_axis(logp_BxCxV, y_BxC[..., None], axis=-1)[..., 0]
+    entropy_BxC = -jnp.sum(jnp.exp(logp_BxCxV) * logp_BxCxV, axis=-1)
+    return logp_BxC, entropy_BxC
+
+  _, (logp, ent) = jax.lax.scan(lambda _, xs: (None, chunk(*xs)), None, (h_NxBxCxD, y_NxBxC))
+  logp_BxT = logp.swapaxes(0, 1).reshape(b, n * c)[:, :t]
+  ent_BxT = ent.swapaxes(0, 1).reshape(b, n * c)[:, :t]
+  return logp_BxT, ent_BxT
