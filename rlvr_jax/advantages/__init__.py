@@ -1,0 +1,180 @@
+"""Advantage estimators for RLVR, chosen by name from one registry.
+
+Shape letters: B problems (prompts), N rollouts a problem.
+
+    adv_BxN, info = advantages.compute(name, rewards_BxN, valid_BxN=None, **params)
+    fn = advantages.from_config(config.advantage)   # ConfigDict(name=..., **params)
+    adv_BxN, info = fn(rewards_BxN, valid_BxN, key=None, entropy_BxN=None)
+
+Every estimator is batched, masked (invalid rollouts get 0 and never
+influence valid ones), free of Python loops over B and N, and jit-able with its
+parameters static (`jax.jit(functools.partial(compute, 'grpo', ddof=1))`).
+`info` holds per-problem arrays: `num_pos` (valid rewards > 0), `num_valid`,
+`mean_reward`, `easy` (zeroed by easy_threshold), estimator-specific entries
+(`weight` and `gated` for bbg), and one per-rollout entry, `loss_mask_BxN`:
+the rollouts that belong in the loss (valid, not a passk_full left-over, not
+in a bbg-gated or easy-masked problem).
+
+`easy_threshold` (default None: off) is accepted by every estimator: problems
+whose mean valid reward (accuracy, for binary rewards) is above it get 0
+advantage and leave the loss ("w/o easy problems"; the paper gives no value,
+0.6 is the usual choice).
+
+Bad input raises ValueError. Reward values can only be checked on concrete
+arrays; under jit a problem whose valid rewards are non-finite or, for binary
+estimators, not in {0, 1}, gets NaN advantages so the error cannot pass silently.
+"""
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rlvr_jax.advantages import _common
+from rlvr_jax.advantages import baselines  # noqa: F401  (registers estimators)
+from rlvr_jax.advantages import bbg  # noqa: F401
+from rlvr_jax.advantages import passk  # noqa: F401
+from rlvr_jax.advantages import passk_sampling  # noqa: F401
+from rlvr_jax.advantages import pkpo  # noqa: F401
+from rlvr_jax.advantages._common import REGISTRY
+
+_COMMON_PARAMS = ("easy_threshold",)
+
+
+def names() -> list[str]:
+  """The registered estimator names (the only valid ones)."""
+  return sorted(REGISTRY)
+
+
+def _estimator(name: str) -> _common.Estimator:
+  if name not in REGISTRY:
+    raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(names())}")
+  return REGISTRY[name]
+
+
+def _params(est: _common.Estimator, params: Mapping[str, Any], N: int) -> dict[str, Any]:
+  unknown = set(params) - set(est.defaults) - set(_COMMON_PARAMS)
+  if unknown:
+    known = ", ".join(sorted(set(est.defaults) | set(_COMMON_PARAMS)))
+    raise ValueError(f"{est.name}: unknown parameter(s) {sorted(unknown)}; known: {known}")
+  full = dict(est.defaults, easy_threshold=None)
+  full.update(params)
+  if est.check is not None:
+    try:
+      est.check(full, N)
+    except ValueError as e:
+      raise ValueError(f"{est.name}: {e}") from e
+  if full["easy_threshold"] is not None:
+    _common.check_float(full, "easy_threshold", lo=0.0, hi=1.0)
+  return full
+
+
+def _bad_rewards(est, rewards_BxN, valid_BxN) -> jax.Array:
+  """Per-problem flag: a valid reward outside the estimator's domain."""
+  bad_BxN = ~jnp.isfinite(rewards_BxN)
+  if est.domain == "binary":
+    bad_BxN |= (rewards_BxN != 0) & (rewards_BxN != 1)
+  return jnp.any(bad_BxN & valid_BxN, axis=-1)
+
+
+def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
+            ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Advantages of estimator `name` for rewards [B, N]; see the module docstring.
+
+  `key` (PRNG key) is required by passk_full / passk_bootstrap and
+  `entropy_BxN` (mean token entropy of each response) by adaptive_entropy;
+  estimators that do not need them ignore them.
+  """
+  est = _estimator(name)
+  key = params.pop("key", None)
+  entropy_BxN = params.pop("entropy_BxN", None)
+  rewards_BxN = jnp.asarray(rewards_BxN)
+  if rewards_BxN.ndim != 2 or 0 in rewards_BxN.shape:
+    raise ValueError(f"{name}: rewards_BxN must be a non-empty [B, N] array, got shape "
+                     f"{rewards_BxN.shape}")
+  if not (jnp.issubdtype(rewards_BxN.dtype, jnp.number) or rewards_BxN.dtype == bool):
+    raise ValueError(f"{name}: rewards_BxN must be numeric, got {rewards_BxN.dtype}")
+  rewards_BxN = rewards_BxN.astype(jnp.float32)
+  B, N = rewards_BxN.shape
+  full = _params(est, params, N)
+  if valid_BxN is None:
+    valid_BxN = jnp.ones((B, N), bool)
+  valid_BxN = jnp.asarray(valid_BxN)
+  if valid_BxN.shape != (B, N):
+    raise ValueError(f"{name}: valid_BxN shape {valid_BxN.shape} != rewards shape {(B, N)}")
+  valid_BxN = valid_BxN.astype(bool)
+  if est.needs_key and key is None:
+    raise ValueError(f"{name} samples groups at random and needs key=<PRNG key>")
+  if est.needs_entropy:
+    if entropy_BxN is None:
+      raise ValueError(f"{name} needs entropy_BxN (mean token entropy of each response)")
+    entropy_BxN = jnp.asarray(entropy_BxN, jnp.float32)
+    if entropy_BxN.shape != (B, N):
+      raise ValueError(f"{name}: entropy_BxN shape {entropy_BxN.shape} != {(B, N)}")
+    if _common.is_concrete(entropy_BxN) and not np.all(
+        np.isfinite(np.asarray(entropy_BxN))[np.asarray(valid_BxN)]):
+      raise ValueError(f"{name}: entropy_BxN has non-finite values at valid rollouts")
+  bad_B = _bad_rewards(est, rewards_BxN, valid_BxN)
+  if _common.is_concrete(bad_B) and bool(jnp.any(bad_B)):
+    rows = np.flatnonzero(np.asarray(bad_B))[:5].tolist()
+    domain = "in {0, 1}" if est.domain == "binary" else "finite"
+    raise ValueError(f"{name}: valid rewards must be {domain}; problems {rows} are not")
+  # The estimator never sees a non-finite value; flagged problems become NaN below.
+  clean_BxN = jnp.where(jnp.isfinite(rewards_BxN), rewards_BxN, 0.0)
+  easy_threshold = full.pop("easy_threshold")
+  adv_BxN, info = est.fn(clean_BxN, valid_BxN, key=key, entropy_BxN=entropy_BxN, **full)
+  info = dict(info)
+  num_pos_B, num_valid_B = _common.counts(clean_BxN, valid_BxN)
+  mean_B = _common.masked_mean(clean_BxN, valid_BxN)
+  loss_mask_BxN = info.pop("loss_mask_BxN", valid_BxN)
+  easy_B = jnp.zeros((B,), bool)
+  if easy_threshold is not None:
+    easy_B = (num_valid_B > 0) & (mean_B > easy_threshold)
+    adv_BxN = jnp.where(easy_B[:, None], 0.0, adv_BxN)
+    loss_mask_BxN = loss_mask_BxN & ~easy_B[:, None]
+  adv_BxN = jnp.where(bad_B[:, None], jnp.nan, adv_BxN).astype(jnp.float32)
+  info.update(num_pos=num_pos_B, num_valid=num_valid_B, mean_reward=mean_B, easy=easy_B,
+              loss_mask_BxN=loss_mask_BxN)
+  return adv_BxN, info
+
+
+def from_config(config: Any) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
+  """Turns an `advantage` config block (name + parameters) into a callable.
+
+  Names and parameters are checked now (k against N at call time), so a typo
+  in a sweep fails at launch. Returns `fn(rewards_BxN, valid_BxN, key=None,
+  entropy_BxN=None) -> (adv_BxN, info)`.
+  """
+  block = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+  if "name" not in block:
+    raise ValueError(f"advantage config needs a 'name'; got keys {sorted(block)}")
+  name = block.pop("name")
+  est = _estimator(name)
+  _params(est, block, sys.maxsize)
+
+  def fn(rewards_BxN, valid_BxN=None, key=None, entropy_BxN=None):
+    return compute(name, rewards_BxN, valid_BxN, key=key, entropy_BxN=entropy_BxN, **block)
+
+  fn.__name__ = f"advantage_{name}"
+  return fn
+
+
+def dynamic_sampling_mask(rewards_BxN: Any, valid_BxN: Any = None) -> jax.Array:
+  """DAPO dynamic sampling: True for problems whose valid rewards are not all equal.
+
+  Problems where this is False carry no GRPO-family signal; drop and refill them.
+  """
+  rewards_BxN = jnp.asarray(rewards_BxN, jnp.float32)
+  if rewards_BxN.ndim != 2:
+    raise ValueError(f"rewards_BxN must be [B, N], got shape {rewards_BxN.shape}")
+  valid_BxN = (jnp.ones(rewards_BxN.shape, bool) if valid_BxN is None
+               else jnp.asarray(valid_BxN, bool))
+  if valid_BxN.shape != rewards_BxN.shape:
+    raise ValueError(f"valid_BxN shape {valid_BxN.shape} != rewards shape {rewards_BxN.shape}")
+  return ~_common.is_constant(rewards_BxN, valid_BxN)
+
+
+__all__ = ["compute", "names", "from_config", "dynamic_sampling_mask"]

@@ -1,0 +1,37 @@
+"""Pass@1 baselines: grpo, dr_grpo, rloo (PAPERS.md section 1).
+
+Shape letters: B problems, N rollouts a problem. Every estimator gives 0 to a
+problem whose valid rewards are all equal, and 0 to invalid rollouts.
+"""
+
+import jax.numpy as jnp
+
+from rlvr_jax.advantages import _common
+from rlvr_jax.advantages._common import register
+
+
+@register("grpo", defaults={"ddof": 0}, domain="real", check=_common.check_ddof)
+def grpo(rewards_BxN, valid_BxN, *, ddof, **_):
+  """A_i = (r_i - mean r) / std r; ddof 0 (Pass@k paper) or 1 (verl, TRL, SvS)."""
+  return _common.standardize(rewards_BxN, valid_BxN, ddof), {}
+
+
+@register("dr_grpo", defaults={}, domain="real")
+def dr_grpo(rewards_BxN, valid_BxN, **_):
+  """A_i = r_i - mean r (Dr. GRPO drops the std division)."""
+  mean_B = _common.masked_mean(rewards_BxN, valid_BxN)
+  live_B = ~_common.is_constant(rewards_BxN, valid_BxN)
+  adv_BxN = jnp.where(live_B[:, None] & valid_BxN, rewards_BxN - mean_B[:, None], 0.0)
+  return adv_BxN, {}
+
+
+@register("rloo", defaults={}, domain="real")
+def rloo(rewards_BxN, valid_BxN, **_):
+  """A_i = r_i - mean_{j != i} r_j (leave-one-out baseline); 0 with one rollout."""
+  n_B = jnp.sum(valid_BxN, axis=-1).astype(jnp.float32)
+  total_B = jnp.sum(jnp.where(valid_BxN, rewards_BxN, 0.0), axis=-1)
+  others_BxN = (total_B[:, None] - rewards_BxN) / jnp.maximum(n_B - 1.0, 1.0)[:, None]
+  live_B = ~_common.is_constant(rewards_BxN, valid_BxN) & (n_B > 1)
+  adv_BxN = jnp.where(live_B[:, None] & valid_BxN, rewards_BxN - others_BxN, 0.0)
+  return adv_BxN, {}
+
