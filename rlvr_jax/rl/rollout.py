@@ -100,13 +100,14 @@ def concat(parts: Sequence[Rollouts]) -> Rollouts:
 
 def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, key: jax.Array, *,
              num_samples: int, max_prompt_len: int, max_new_tokens: int, temperature: float,
-             top_p: float, chat: bool, pool: Any = None) -> Rollouts:
+             top_p: float, chat: bool, pool: Any = None, mesh: Any = None,
+             rules: Any = None) -> Rollouts:
   """Samples `num_samples` responses per example and scores them with the task's verifier."""
   ids_B = [encode_prompt(task, tokenizer, ex, chat) for ex in examples]
   prompt_BxP, mask_BxP = left_pad(ids_B, max_prompt_len, cfg.pad_id)
   out = sampling.sample(params, cfg, prompt_BxP, mask_BxP, key, num_samples=num_samples,
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                        eos_ids=tuple(cfg.eos_ids), pad_id=cfg.pad_id)
+                        eos_ids=tuple(cfg.eos_ids), pad_id=cfg.pad_id, mesh=mesh, rules=rules)
   host = {k: np.asarray(getattr(out, k) if hasattr(out, k) else out[k])
           for k in ("tokens", "mask", "logprobs", "entropy", "lengths", "finished")}
   responses = decode(tokenizer, host["tokens"], host["lengths"], cfg.eos_ids)

@@ -51,7 +51,8 @@ def batch_metrics(ro: rollout.Rollouts, task: Any, adv_BxN: np.ndarray,
 
 
 def evaluate(params: Any, cfg: Any, task: Any, tokenizer: Any, eval_sets: dict[str, list],
-             key: jax.Array, eval_cfg: Any, rl_cfg: Any, chat: bool) -> dict[str, float]:
+             key: jax.Array, eval_cfg: Any, rl_cfg: Any, chat: bool, mesh: Any = None,
+             rules: Any = None) -> dict[str, float]:
   """pass@k (k = 1, 2, 4, ..., n) per eval set and averaged over sets."""
   t0 = time.perf_counter()
   out: dict[str, float] = {}
@@ -65,7 +66,8 @@ def evaluate(params: Any, cfg: Any, task: Any, tokenizer: Any, eval_sets: dict[s
       ro = rollout.generate(params, cfg, task, tokenizer, chunk, k, num_samples=n,
                             max_prompt_len=rl_cfg.max_prompt_len,
                             max_new_tokens=rl_cfg.max_new_tokens,
-                            temperature=eval_cfg.temperature, top_p=eval_cfg.top_p, chat=chat)
+                            temperature=eval_cfg.temperature, top_p=eval_cfg.top_p, chat=chat,
+                            mesh=mesh, rules=rules)
       c_list.append((ro.rewards_BxN >= 1.0).sum(-1))
     c_B = np.concatenate(c_list)
     per_set[name] = metrics.pass_at_k_curve(np.full(len(c_B), n), c_B)

@@ -61,10 +61,7 @@ def load_policy(config: ml_collections.ConfigDict, mesh: Any, rules: Any) -> tup
     return cfg, params, tasks.CharTokenizer()
   if m.source == "checkpoint":
     from rlvr_jax import checkpoints  # heavy imports only for pretrained policies
-    cfg, params, tokenizer = checkpoints.load_policy(m.path)
-    cfg = cfg.replace(dtype=m.dtype)
-    shard = sharding.logical_sharding(models.param_logical_axes(cfg), mesh, rules, params)
-    return cfg, jax.device_put(params, shard), tokenizer
+    return checkpoints.load_policy(m.path, mesh=mesh, rules=rules, dtype=m.dtype)
   raise ValueError(f"model.source must be 'preset' or 'checkpoint', got {m.source!r}")
 
 
@@ -132,10 +129,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     gen = functools.partial(rollout.generate, task=task, tokenizer=tokenizer,
                             num_samples=rl.num_samples, max_prompt_len=rl.max_prompt_len,
                             max_new_tokens=rl.max_new_tokens, temperature=rl.temperature,
-                            top_p=rl.top_p, chat=config.model.chat)
+                            top_p=rl.top_p, chat=config.model.chat, mesh=mesh, rules=rules)
     do_eval = lambda s: writer.write(s, stats.evaluate(
         state["params"], cfg, task, tokenizer, eval_sets, jax.random.fold_in(eval_key, s),
-        config.eval, rl, config.model.chat), phase="eval")
+        config.eval, rl, config.model.chat, mesh, rules), phase="eval")
     if rl_step == 0 and config.eval.at_start:
       do_eval(0)
     last: dict[str, float] = {}
@@ -204,7 +201,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   writer.close()
   if config.checkpoint.export_hf:
     from rlvr_jax import checkpoints
-    checkpoints.export_hf(state["params"], cfg, os.path.join(workdir, "hf_export"), tokenizer)
+    # The char tokenizer has no HF form; pretrained policies' tokenizers are saved alongside.
+    tok = tokenizer if hasattr(tokenizer, "save_pretrained") else None
+    checkpoints.export_hf(jax.device_get(state["params"]), cfg, os.path.join(workdir, "hf_export"),
+                          tok)
   from rlvr_jax import plot
   plot.plot_workdir(workdir)
   return last
