@@ -1,6 +1,6 @@
 """Entry point: `python -m rlvr_jax.main --config=configs/maze_tiny.py:runlocal --workdir=/tmp/w`."""
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rlvr_jax.rl import train
@@ -14,6 +14,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO; keep the bar readable
+    logging.set_verbosity(logging.WARNING)
   train.run(_CONFIG.value, _WORKDIR.value)
 
 

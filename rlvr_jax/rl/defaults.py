@@ -20,6 +20,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict({"source": "preset", "preset": "tiny", "path": "",
                                        "dtype": "float32", "chat": False})
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  c.num_devices = 0  # 0: all of jax.devices(); n: the first n (tests compare 1 vs 8)
   c.logical_axis_rules = ()  # empty: sharding.DEFAULT_RULES
   c.rl = ml_collections.ConfigDict(dict(
       steps=100, batch_prompts=128, num_samples=32, mini_batch_prompts=32, micro_batches=1,

@@ -34,8 +34,8 @@ class MetricWriter:
     record = {k: _scalar(v) for k, v in sorted(scalars.items())}
     self._jsonl.write(json.dumps({"step": int(step), "phase": phase, **record}) + "\n")
     self._jsonl.flush()
-    for k, v in record.items():
-      self._tb.add_scalar(f"{phase}/{k}", v, step)
+    for k, v in record.items():  # TensorBoard tags may not hold '@'
+      self._tb.add_scalar(f"{phase}/{k}".replace("@", "_at_"), v, step)
     for k, v in (histograms or {}).items():
       self._tb.add_histogram(f"{phase}/{k}", np.asarray(v), step)
     self._tb.flush()

@@ -86,6 +86,16 @@ def sft_loss_fn(params: Any, batch: dict, denom: jax.Array, *, cfg: models.Model
   return nll, {"loss": nll, "entropy": (ent_RxT * mask_RxT).sum() / n}
 
 
+def init_state(params: Any, optimizer: optax.GradientTransformation, mesh: Any) -> dict:
+  """{params, opt_state, step}; optimizer moments follow the params' shardings and the
+  scalars (step, Adam count) are replicated over `mesh`, so jit sees one device set."""
+  from jax.sharding import NamedSharding, PartitionSpec
+  repl = NamedSharding(mesh, PartitionSpec())
+  state = {"params": params, "opt_state": jax.jit(optimizer.init)(params), "step": jnp.int32(0)}
+  on_mesh = lambda x: isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
+  return jax.tree.map(lambda x: x if on_mesh(x) else jax.device_put(x, repl), state)
+
+
 def _split_micro(x: jax.Array, num_micro: int) -> jax.Array:
   # Micro-batch m takes rows m, m + M, m + 2M, ...: with rows sharded in contiguous
   # blocks over devices, every micro-batch then still spans every device.
@@ -117,9 +127,9 @@ def train_step(state: dict, batch: dict, *, loss_fn: LossFn, optimizer: optax.Gr
   w_M = tok_M / jnp.maximum(tok_M.sum(), 1.0)
   metrics = {k: (v.sum() if k in ("loss", "pg_loss") else (v * w_M).sum())
              for k, v in metrics_M.items()}
-  metrics["grad_norm"] = optax.global_norm(grads)
+  metrics["grad_norm"] = optax.tree.norm(grads)
   metrics["num_tokens"] = tok_M.sum()
   updates, opt_state = optimizer.update(grads, state["opt_state"], params)
   new_params = optax.apply_updates(params, updates)
-  metrics["update_norm"] = optax.global_norm(updates)
+  metrics["update_norm"] = optax.tree.norm(updates)
   return {"params": new_params, "opt_state": opt_state, "step": state["step"] + 1}, metrics

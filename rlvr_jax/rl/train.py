@@ -84,7 +84,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         stop: checkpointing.StopFlag | None = None) -> dict[str, float]:
   """Trains per `config` in `workdir` (resuming if it has a checkpoint); returns last metrics."""
   os.makedirs(workdir, exist_ok=True)
-  mesh = sharding.make_mesh(config.mesh)
+  devices = jax.devices()[:config.num_devices] if config.num_devices > 0 else None
+  mesh = sharding.make_mesh(config.mesh, devices)
   rules = tuple(tuple(r) for r in config.logical_axis_rules) if config.get("logical_axis_rules") else None
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
   validate(config, dp)
@@ -98,7 +99,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                                     keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
   latest = ckpt.latest_step()
   writer = logger.MetricWriter(workdir, rl.steps, latest or 0, progress=config.progress)
-  stop = stop if stop is not None else checkpointing.StopFlag().install()
+  own_stop = stop is None
+  stop = checkpointing.StopFlag().install() if own_stop else stop
   with sharding.use_mesh(mesh, rules):
     if latest is None and config.warmstart.load_dir:
       params = warmstart.load_params(config.warmstart.load_dir, params)
@@ -106,8 +108,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       params = warmstart.run(params, cfg, task, tokenizer, train, config, mesh, rows_sh, writer)
       warmstart.save_params(params, os.path.join(workdir, "warmstart"))
     optimizer = step_lib.make_optimizer(config.optimizer)
-    state = {"params": params, "opt_state": jax.jit(optimizer.init)(params),
-             "step": jnp.int32(0)}
+    state = step_lib.init_state(params, optimizer, mesh)
     rng = jax.random.PRNGKey(config.seed + 1)
     rl_step, data_pos = 0, 0
     if latest is not None:
@@ -194,11 +195,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if stop:
       ckpt.close()
       writer.close()
+      if own_stop:
+        stop.uninstall()
       return last
     if config.eval.at_end and rl.steps > 0:
       last.update({f"eval/{k}": v for k, v in do_eval(rl_step).items()})
   ckpt.close()
   writer.close()
+  if own_stop:
+    stop.uninstall()
   if config.checkpoint.export_hf:
     from rlvr_jax import checkpoints
     # The char tokenizer has no HF form; pretrained policies' tokenizers are saved alongside.

@@ -47,7 +47,7 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
   ws = config.warmstart
   optimizer = step_lib.make_optimizer(ws.optimizer)
   loss_fn = functools.partial(step_lib.sft_loss_fn, cfg=cfg, chunk_size=config.rl.logprob_chunk)
-  state = {"params": params, "opt_state": optimizer.init(params), "step": jax.numpy.int32(0)}
+  state = step_lib.init_state(params, optimizer, mesh)
   state_sh = jax.tree.map(lambda x: x.sharding, state)
   fn = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
                                  num_micro=ws.micro_batches, agg="token-mean"),
