@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -42,7 +43,9 @@ class Checkpointer:
                 "rng": _abstract(_key_data(rng_like))}
     out = self._mngr.restore(step, args=ocp.args.Composite(
         tree=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    rng = out.tree["rng"]
+    # Back to an uncommitted host-made key, as a fresh run has: a key committed to one device
+    # would clash with params spread over a multi-device mesh in the sampler's jit.
+    rng = jnp.asarray(np.asarray(jax.device_get(out.tree["rng"])))
     if jax.dtypes.issubdtype(rng_like.dtype, jax.dtypes.prng_key):
       rng = jax.random.wrap_key_data(rng)
     return out.tree["state"], rng, dict(out.meta)

@@ -11,6 +11,7 @@ def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.progress = True  # tqdm bar with ETA on the console
+  c.plot_at_end = True  # PNG curves in <workdir>/plots when training ends (rlvr_jax.plot)
   c.task = ml_collections.ConfigDict({"name": "maze", "kwargs": {}})
   # Keyword args of rlvr_jax.tasks.<name>.make_splits (or generate); eval sets are split by
   # eval_group_key (e.g. one set per maze size); eval_limit caps test examples (0 = all).

@@ -7,7 +7,8 @@ T response tokens. One step (DESIGN.md "Data flow of one RL step"): sample N
 responses for B prompts, verify them, compute advantages with the estimator
 the schedule selects, recompute old log-probs, then one AdamW update per
 mini-batch of prompts. Metrics go to TensorBoard + metrics.jsonl, state to
-orbax checkpoints (resumable exactly; SIGTERM saves and exits).
+orbax checkpoints (resumable exactly; SIGTERM saves and exits), PNG curves to
+<workdir>/plots at the end (`config.plot_at_end`; or `python -m rlvr_jax.plot --workdir=...`).
 """
 
 import functools
@@ -210,6 +211,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     tok = tokenizer if hasattr(tokenizer, "save_pretrained") else None
     checkpoints.export_hf(jax.device_get(state["params"]), cfg, os.path.join(workdir, "hf_export"),
                           tok)
-  from rlvr_jax import plot
-  plot.plot_workdir(workdir)
+  if config.plot_at_end:
+    from rlvr_jax import plot
+    plot.plot_workdir(workdir)
   return last
