@@ -17,9 +17,11 @@ def base_config() -> ml_collections.ConfigDict:
   # eval_group_key (e.g. one set per maze size); eval_limit caps test examples (0 = all).
   c.data = ml_collections.ConfigDict({"splits": {}, "eval_group_key": "", "eval_limit": 0})
   # source 'preset' (fresh init of models.preset(preset), char tokenizer) or 'checkpoint'
-  # (checkpoints.load_policy(path)); chat=True prompts through the chat template.
+  # (checkpoints.load_policy(path)); chat=True prompts through the chat template. dtype is
+  # the compute dtype, param_dtype the stored (master) weights'; remat: none | full | dots.
   c.model = ml_collections.ConfigDict({"source": "preset", "preset": "tiny", "path": "",
-                                       "dtype": "float32", "chat": False})
+                                       "dtype": "float32", "param_dtype": "float32",
+                                       "remat": "none", "chat": False})
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   c.num_devices = 0  # 0: all of jax.devices(); n: the first n (tests compare 1 vs 8)
   c.logical_axis_rules = ()  # empty: sharding.DEFAULT_RULES

@@ -20,7 +20,9 @@ def encode_prompt(task: Any, tokenizer: Any, example: Any, chat: bool) -> list[i
   if chat:
     ids = tokenizer.apply_chat_template(task.messages(example), add_generation_prompt=True,
                                         tokenize=True)
-    return list(ids["input_ids"] if isinstance(ids, dict) else ids)
+    # Newer transformers return a BatchEncoding (a mapping, not a dict): list() of it would
+    # be its keys.
+    return [int(i) for i in (ids["input_ids"] if hasattr(ids, "keys") else ids)]
   return tokenizer.encode(task.prompt_text(example), add_bos=True)
 
 

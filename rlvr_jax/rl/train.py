@@ -55,15 +55,34 @@ def load_policy(config: ml_collections.ConfigDict, mesh: Any, rules: Any) -> tup
   """(model cfg, sharded params, tokenizer) from a preset (fresh init) or a checkpoint."""
   m = config.model
   if m.source == "preset":
-    cfg = models.preset(m.preset, dtype=m.dtype)
+    cfg = model_config(config)
     axes = models.param_logical_axes(cfg)
     init = lambda k: models.init_params(cfg, k)
     params = sharding.init_sharded(init, axes, mesh, rules, jax.random.PRNGKey(config.seed))
     return cfg, params, tasks.CharTokenizer()
   if m.source == "checkpoint":
     from rlvr_jax import checkpoints  # heavy imports only for pretrained policies
-    return checkpoints.load_policy(m.path, mesh=mesh, rules=rules, dtype=m.dtype)
+    cfg, params, tok = checkpoints.load_policy(m.path, mesh=mesh, rules=rules, dtype=m.dtype,
+                                               param_dtype=m.param_dtype)
+    return cfg.replace(remat=m.remat), params, tok
   raise ValueError(f"model.source must be 'preset' or 'checkpoint', got {m.source!r}")
+
+
+def model_config(config: ml_collections.ConfigDict) -> models.ModelConfig:
+  """The architecture of a 'preset' policy with the config's dtypes and remat."""
+  m = config.model
+  return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
+
+
+def make_update(config: ml_collections.ConfigDict, cfg: models.ModelConfig, optimizer: Any,
+                state_sh: Any, rows_sh: NamedSharding, repl: NamedSharding) -> Any:
+  """The jitted RL update `(state, batch) -> (state, metrics)`, state donated."""
+  loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=cfg, loss_cfg=config.loss,
+                              chunk_size=config.rl.logprob_chunk)
+  return jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+                                   num_micro=config.rl.micro_batches, agg=config.loss.agg),
+                 in_shardings=(state_sh, rows_sh), out_shardings=(state_sh, repl),
+                 donate_argnums=0)
 
 
 def _pick_groups(parts: list[rollout.Rollouts], b: int, dynamic: bool
@@ -116,12 +135,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       state, rng, meta = ckpt.restore(latest, state, rng)
       rl_step, data_pos = int(meta["rl_step"]), int(meta["data_pos"])
     state_sh = jax.tree.map(lambda x: x.sharding, state)
-    loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=cfg, loss_cfg=config.loss,
-                                chunk_size=rl.logprob_chunk)
-    update = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
-                                       num_micro=rl.micro_batches, agg=config.loss.agg),
-                     in_shardings=(state_sh, rows_sh), out_shardings=(state_sh, repl),
-                     donate_argnums=0)
+    update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
     old_logp = jax.jit(lambda p, tok, am, t: step_lib.response_logprobs(
         p, cfg, tok, am, t, rl.logprob_chunk)[0], static_argnums=3,
                        in_shardings=(state_sh["params"], rows_sh, rows_sh), out_shardings=rows_sh)
