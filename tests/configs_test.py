@@ -16,7 +16,7 @@ from rlvr_jax.rl import step as step_lib, train
 QWEN = "configs/maze_qwen2_5_7b.py"
 
 
-def _qwen(arg: str = "path=/ckpt/Qwen2.5-7B-Instruct"):
+def _qwen(arg: str = "ckpt=/ckpt/Qwen2.5-7B-Instruct"):
   return runpy.run_path(QWEN)["get_config"](arg)
 
 
@@ -37,10 +37,13 @@ def test_qwen_config_has_the_paper_settings_and_validates():
     train.validate(c, devices)
   with pytest.raises(ValueError, match="micro-batches over 3 data-parallel"):
     train.validate(c, 3)
-  assert _qwen("path=/x,estimator=passk_analytical,k=8").advantage.to_dict() == {
+  assert _qwen("ckpt=/x,estimator=passk_analytical,k=8").advantage.to_dict() == {
       "name": "passk_analytical", "k": 8}
   with pytest.raises(ValueError, match="HF checkpoint directory"):
     _qwen(None)
+  local = _qwen("ckpt=/x,runlocal")
+  train.validate(local, 1)
+  assert local.rl.steps == 1 and local.model.path == "/x"
 
 
 def test_qwen_7b_train_step_compiles_fsdp_from_abstract_shapes():
