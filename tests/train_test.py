@@ -186,7 +186,7 @@ def test_pick_groups_puts_varied_groups_first_and_marks_fillers_invalid():
   assert valid_BxN.all() and filled == 0
 
 
-def test_dynamic_sampling_refills_with_bounded_tries(tmp_path, monkeypatch):
+def test_dynamic_sampling_refills_with_bounded_tries_and_hf_export(tmp_path, monkeypatch):
   # Rewards by verifier call: step 1 has 2 varied groups of 4 per try (2 tries fill the
   # batch), step 2 none (3 tries, the bound, then 4 flat fillers that do not count).
   calls = []
@@ -200,8 +200,14 @@ def test_dynamic_sampling_refills_with_bounded_tries(tmp_path, monkeypatch):
 
   monkeypatch.setattr(tasks, "verify_batch", verify_batch)
   c = _sharded(_config(**{"rl.steps": 2, "rl.dynamic_sampling": True, "rl.max_sampling_tries": 3,
-                          "advantage": {"name": "grpo"}, "schedule.switch_at": ""}))
+                          "advantage": {"name": "grpo"}, "schedule.switch_at": "",
+                          "checkpoint.export_hf": True}))
   train.run(c, str(tmp_path))
+  # The final policy, exported as an HF directory, reads back equal to the last checkpoint.
+  from rlvr_jax import checkpoints
+  _, exported = checkpoints.load_hf(str(tmp_path / "hf_export"))
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, exported),
+               _params(tmp_path, 2))
   s1, s2 = _records(tmp_path, "train")
   assert len(calls) == 5 and set(calls) == {16}  # 4 prompts x 4 samples a try
   assert (s1["sampling_tries"], s1["dyn_filled_groups"], s1["valid_frac"], s1["data_pos"]) == (
