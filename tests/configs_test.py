@@ -41,6 +41,9 @@ def test_qwen_config_has_the_paper_settings_and_validates():
       "name": "passk_analytical", "k": 8}
   with pytest.raises(ValueError, match="HF checkpoint directory"):
     _qwen(None)
+  c.model.path = ""
+  with pytest.raises(ValueError, match="needs model.path"):
+    train.validate(c, 8)
   local = _qwen("ckpt=/x,runlocal")
   train.validate(local, 1)
   assert local.rl.steps == 1 and local.model.path == "/x"

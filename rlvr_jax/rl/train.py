@@ -39,6 +39,9 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
                      f"batches over {num_data_devices} data-parallel devices")
   if rl.max_sampling_tries < 1:
     raise ValueError(f"rl.max_sampling_tries must be >= 1, got {rl.max_sampling_tries}")
+  if config.model.source == "checkpoint" and not config.model.path:
+    raise ValueError("model.source='checkpoint' needs model.path (an embedded policy name, "
+                     "a .gguf file or an HF directory)")
   advantages.from_config(config.advantage)  # unknown estimator names fail here
   if config.schedule.switch_at:
     advantages.from_config(config.schedule.advantage)
