@@ -96,7 +96,26 @@ def test_estimator_at_toggles_at_each_switch():
   assert {train.estimator_at(c, s).name for s in range(4)} == {"bbg"}
 
 
-def test_1_vs_8_devices_same_loss_and_schedule_in_metrics(tmp_path):
+def _sigterm_on_call(monkeypatch, n: int) -> list:
+  """Sends this process a real SIGTERM right after the n-th rollout (mid-step n)."""
+  calls, original = [], rollout.generate
+
+  def generate(*args, **kwargs):
+    out = original(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == n:
+      # Without the trainer's handler SIGTERM would kill the test process: check it is there.
+      assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+      os.kill(os.getpid(), signal.SIGTERM)
+    return out
+
+  monkeypatch.setattr(rollout, "generate", generate)
+  return calls
+
+
+def test_1_vs_8_devices_schedule_sigterm_and_exact_resume(tmp_path, monkeypatch):
+  """One test, so the 8-device run is both the 1-device run's twin and the straight run
+  that the resumed one must reproduce (each run here costs minutes of compile on 2 cores)."""
   assert jax.device_count() == 8, "tests/conftest.py should provide 8 fake CPU devices"
   m1 = train.run(_config(num_devices=1), str(tmp_path / "one"))
   m8 = train.run(_sharded(_config()), str(tmp_path / "eight"))
@@ -123,28 +142,8 @@ def test_1_vs_8_devices_same_loss_and_schedule_in_metrics(tmp_path):
     assert recs[0]["adv_abs_mean"] > 0 and recs[2]["adv_abs_mean"] > 0
     assert recs[1]["zero_var_frac"] == 1.0
     assert recs[1]["adv_abs_mean"] == 0.0 and recs[1]["loss"] == 0.0 and recs[1]["grad_norm"] == 0.0
-
-
-def _sigterm_on_call(monkeypatch, n: int) -> list:
-  """Sends this process a real SIGTERM right after the n-th rollout (mid-step n)."""
-  calls, original = [], rollout.generate
-
-  def generate(*args, **kwargs):
-    out = original(*args, **kwargs)
-    calls.append(1)
-    if len(calls) == n:
-      # Without the trainer's handler SIGTERM would kill the test process: check it is there.
-      assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
-      os.kill(os.getpid(), signal.SIGTERM)
-    return out
-
-  monkeypatch.setattr(rollout, "generate", generate)
-  return calls
-
-
-def test_sigterm_saves_and_resume_matches_straight_run(tmp_path, monkeypatch):
-  straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-  train.run(_sharded(_config()), str(straight))
+  # SIGTERM mid-step 2 of the same 8-device run, then resume: identical to the straight run.
+  straight, resumed = tmp_path / "eight", tmp_path / "resumed"
   handler_before = signal.getsignal(signal.SIGTERM)
   with monkeypatch.context() as m:
     calls = _sigterm_on_call(m, 2)
