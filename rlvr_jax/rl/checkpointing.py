@@ -1,0 +1,97 @@
+"""Orbax train-state checkpoints: async, keep the last n, exact resume.
+
+A checkpoint holds the train state {params, opt_state, step}, the PRNG key
+data and a small JSON record (data position, phase). Orbax writes each step to
+a temporary directory and renames it only once every file is committed, so a
+crash or kill mid-save never leaves a half-written checkpoint as the latest.
+"""
+
+import os
+import signal
+import threading
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+  """Thin wrapper over `ocp.CheckpointManager` with the trainer's layout."""
+
+  def __init__(self, directory: str, *, keep: int = 3, async_save: bool = True):
+    if keep < 1:
+      raise ValueError(f"checkpoint keep must be >= 1, got {keep}")
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=async_save)
+    self._mngr = ocp.CheckpointManager(self.directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._mngr.latest_step()
+
+  def save(self, step: int, state: dict, rng: jax.Array, meta: dict, *, force: bool = False) -> None:
+    """Starts an (async) save; `rng` is a typed or raw uint32 PRNG key."""
+    tree = {"state": state, "rng": _key_data(rng)}
+    self._mngr.save(step, args=ocp.args.Composite(
+        tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta))), force=force)
+
+  def restore(self, step: int, abstract_state: dict, rng_like: jax.Array) -> tuple[dict, jax.Array, dict]:
+    """Restores onto the shardings of `abstract_state` (ShapeDtypeStructs or arrays)."""
+    abstract = {"state": jax.tree.map(_abstract, abstract_state),
+                "rng": _abstract(_key_data(rng_like))}
+    out = self._mngr.restore(step, args=ocp.args.Composite(
+        tree=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    # Back to an uncommitted host-made key, as a fresh run has: a key committed to one device
+    # would clash with params spread over a multi-device mesh in the sampler's jit.
+    rng = jnp.asarray(np.asarray(jax.device_get(out.tree["rng"])))
+    if jax.dtypes.issubdtype(rng_like.dtype, jax.dtypes.prng_key):
+      rng = jax.random.wrap_key_data(rng)
+    return out.tree["state"], rng, dict(out.meta)
+
+  def wait(self) -> None:
+    self._mngr.wait_until_finished()
+
+  def close(self) -> None:
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+
+def _key_data(rng: jax.Array) -> jax.Array:
+  if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    return jax.random.key_data(rng)
+  return rng
+
+
+def _abstract(x: Any) -> Any:
+  if isinstance(x, jax.ShapeDtypeStruct):
+    return x
+  if isinstance(x, jax.Array):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+  x = np.asarray(x)
+  return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+
+class StopFlag:
+  """Set by SIGTERM (TPU preemption): the loop saves at the next step boundary and exits."""
+
+  def __init__(self):
+    self._event = threading.Event()
+    self._previous = None
+
+  def install(self) -> "StopFlag":
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._event.set())
+    return self
+
+  def uninstall(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+  def set(self) -> None:
+    self._event.set()
+
+  def __bool__(self) -> bool:
+    return self._event.is_set()

@@ -1,0 +1,57 @@
+"""Metrics to TensorBoard event files and `metrics.jsonl`, plus a console progress bar.
+
+Every call to `write(step, scalars)` appends one JSON line `{"step", "phase",
+...scalars}` (the plot script reads it back) and the same scalars as
+TensorBoard summaries under `<phase>/<name>`. Non-finite values are written
+as they are (JSON `NaN`) so a diverging run is visible rather than hidden.
+"""
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import tensorboardX
+import tqdm
+
+
+def _scalar(v: Any) -> float:
+  return float(np.asarray(v))
+
+
+class MetricWriter:
+  def __init__(self, workdir: str, total_steps: int, initial_step: int = 0, progress: bool = True):
+    os.makedirs(workdir, exist_ok=True)
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._jsonl = open(self.path, "a", encoding="utf-8")
+    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, disable=not progress,
+                          dynamic_ncols=True, desc="rl")
+
+  def write(self, step: int, scalars: dict[str, Any], phase: str = "train",
+            histograms: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    record = {k: _scalar(v) for k, v in sorted(scalars.items())}
+    self._jsonl.write(json.dumps({"step": int(step), "phase": phase, **record}) + "\n")
+    self._jsonl.flush()
+    for k, v in record.items():  # TensorBoard tags may not hold '@'
+      self._tb.add_scalar(f"{phase}/{k}".replace("@", "_at_"), v, step)
+    for k, v in (histograms or {}).items():
+      self._tb.add_histogram(f"{phase}/{k}", np.asarray(v), step)
+    self._tb.flush()
+    return record
+
+  def advance(self, n: int = 1, **postfix: float) -> None:
+    shown = {k: f"{v:.3g}" for k, v in postfix.items() if isinstance(v, float) and math.isfinite(v)}
+    self._bar.set_postfix(shown, refresh=False)
+    self._bar.update(n)
+
+  def close(self) -> None:
+    self._bar.close()
+    self._tb.close()
+    self._jsonl.close()
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  with open(path, encoding="utf-8") as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,78 @@
+"""Supervised warm start: teach a fresh policy the answer format (and some skill).
+
+For the tiny character policy on mazes, a few hundred steps of next-token
+cross-entropy on `prompt -> reference solution` (the task's BFS path) bring
+pass@1 into the range where RL has signal (neither 0 nor 1). Runs before RL on
+a fresh workdir only; its params are saved under `<workdir>/warmstart` so
+several RL runs can start from the same warm-started policy.
+"""
+
+import functools
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec
+
+from rlvr_jax.rl import data as data_lib
+from rlvr_jax.rl import rollout, step as step_lib
+
+
+def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, chat: bool,
+              max_prompt_len: int, max_new_tokens: int, pad_id: int, eos_id: int) -> dict:
+  """Rows prompt + target + EOS, the target (and EOS) as loss tokens."""
+  ids_B = [rollout.encode_prompt(task, tokenizer, ex, chat) for ex in examples]
+  prompt_BxP, pmask_BxP = rollout.left_pad(ids_B, max_prompt_len, pad_id)
+  b = len(examples)
+  resp_BxT = np.full((b, max_new_tokens), pad_id, np.int32)
+  rmask_BxT = np.zeros((b, max_new_tokens), np.int32)
+  for i, ex in enumerate(examples):
+    tgt = list(tokenizer.encode(str(ex[target_field]))) + [eos_id]
+    if len(tgt) > max_new_tokens:
+      raise ValueError(f"warm-start target of {len(tgt)} tokens exceeds max_new_tokens="
+                       f"{max_new_tokens}")
+    resp_BxT[i, :len(tgt)] = tgt
+    rmask_BxT[i, :len(tgt)] = 1
+  return {"tokens_RxL": np.concatenate([prompt_BxP, resp_BxT], 1),
+          "attn_mask_RxL": np.concatenate([pmask_BxP, rmask_BxT], 1),
+          "loss_mask_RxT": rmask_BxT.astype(np.float32)}
+
+
+def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: ml_collections.ConfigDict,
+        mesh: Any, batch_sharding: NamedSharding, writer: Any) -> Any:
+  """Returns warm-started params (`config.warmstart.steps` updates of AdamW on SFT)."""
+  ws = config.warmstart
+  optimizer = step_lib.make_optimizer(ws.optimizer)
+  loss_fn = functools.partial(step_lib.sft_loss_fn, cfg=cfg, chunk_size=config.rl.logprob_chunk)
+  state = step_lib.init_state(params, optimizer, mesh)
+  state_sh = jax.tree.map(lambda x: x.sharding, state)
+  fn = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+                                 num_micro=ws.micro_batches, agg="token-mean"),
+               in_shardings=(state_sh, batch_sharding),
+               out_shardings=(state_sh, NamedSharding(mesh, PartitionSpec())), donate_argnums=0)
+  stream = data_lib.Stream(train, seed=config.seed + 7919)
+  chat = config.model.chat
+  for i in range(ws.steps):
+    batch = sft_batch(task, tokenizer, stream.take(ws.batch_size), target_field=ws.target_field,
+                      chat=chat, max_prompt_len=config.rl.max_prompt_len,
+                      max_new_tokens=config.rl.max_new_tokens, pad_id=cfg.pad_id,
+                      eos_id=cfg.eos_ids[0])
+    state, m = fn(state, jax.device_put(batch, batch_sharding))
+    if (i + 1) % max(1, ws.log_every) == 0 or i + 1 == ws.steps:
+      writer.write(i + 1, {k: m[k] for k in ("loss", "entropy", "grad_norm")}, phase="warmstart")
+  return state["params"]
+
+
+def save_params(params: Any, directory: str) -> None:
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(os.path.abspath(directory), params, force=True)
+
+
+def load_params(directory: str, abstract_params: Any) -> Any:
+  if not os.path.isdir(directory):
+    raise ValueError(f"warmstart.load_dir {directory!r} is not a directory")
+  with ocp.StandardCheckpointer() as ckptr:
+    return ckptr.restore(os.path.abspath(directory), abstract_params)

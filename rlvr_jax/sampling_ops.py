@@ -1,0 +1,181 @@
+"""Per-step sampling primitives, jit-friendly (static shapes, no sort).
+
+Letters: R rows, V vocabulary.
+
+Two distributions appear at every decode step:
+- the *policy* at temperature 1: softmax(logits). The trainer's importance
+  ratio needs its log-probabilities; its entropy is the exploration signal.
+- the *sampling* distribution: softmax(logits / temperature) restricted to the
+  top-k tokens and then to the top-p nucleus, renormalized. Tokens are drawn
+  from it; its log-probabilities are what an off-policy correction needs.
+
+Everything works on unnormalized weights `e = exp(z - max z)` in (0, 1], so the
+vocabulary is exponentiated once per distribution and never sorted:
+- top-k: the k-th largest logit from `lax.top_k`, then a threshold;
+- top-p: the nucleus threshold comes from the 64 largest weights when they
+  hold top_p of the mass, else from a bisection over float32 bit patterns
+  (one fused pass over V a step) instead of an O(V log V) sort;
+- drawing: inverse CDF with one uniform a row, over block sums then within one
+  block, instead of V Gumbel variates a row (random bits are the costly part
+  on CPU).
+Ties at a threshold are all kept (a sort would keep an arbitrary subset).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+_BLOCK = 256  # vocabulary block of the two-level inverse CDF
+_FAST_K = 64  # nucleus fast path: the largest weights sorted by lax.top_k
+
+
+class StepOut(NamedTuple):
+  tokens_R: jax.Array  # int32
+  logprobs_R: jax.Array  # policy at temperature 1
+  sampling_logprobs_R: jax.Array  # the filtered distribution sampled from
+  entropy_R: jax.Array  # policy at temperature 1
+
+
+def check_controls(temperature: float, top_p: float, top_k: int, greedy: bool) -> None:
+  """Raises ValueError for sampling controls outside their domain."""
+  if not greedy and not temperature > 0:
+    raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+  if not 0.0 < top_p <= 1.0:
+    raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+  if top_k < 0 or int(top_k) != top_k:
+    raise ValueError(f"top_k must be a non-negative integer (0 = off), got {top_k}")
+
+
+def policy_stats(logits_RxV: jax.Array, tokens_R: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Log-probability of `tokens_R` and entropy under softmax(logits) (temperature 1)."""
+  logits_RxV = logits_RxV.astype(jnp.float32)
+  m_R = jnp.max(logits_RxV, axis=-1)
+  d_RxV = logits_RxV - m_R[:, None]
+  e_RxV = jnp.exp(d_RxV)
+  s_R = jnp.sum(e_RxV, axis=-1)
+  log_s_R = jnp.log(s_R)
+  d_tok_R = jnp.take_along_axis(d_RxV, tokens_R[:, None], axis=-1)[:, 0]
+  # H = -sum p log p = log s - sum(e * d) / s, with d = logits - max.
+  entropy_R = log_s_R - jnp.sum(e_RxV * d_RxV, axis=-1) / s_R
+  return d_tok_R - log_s_R, entropy_R
+
+
+def top_k_mask(z_RxV: jax.Array, top_k: int) -> jax.Array:
+  """True for the tokens whose logit is at least the k-th largest of its row."""
+  kth_R = jax.lax.top_k(z_RxV, top_k)[0][:, -1]
+  return z_RxV >= kth_R[:, None]
+
+
+def nucleus_threshold(e_RxV: jax.Array, top_p: float) -> jax.Array:
+  """Largest t with sum(e[e >= t]) >= top_p * sum(e), per row (e >= 0).
+
+  The kept set {e >= t} is the smallest top set holding top_p of the mass.
+  Fast path: the nucleus lies within the `_FAST_K` largest weights (a peaked
+  policy), read off their sorted cumulative sum. Otherwise an exact bisection
+  over float32 bit patterns (positive floats order like their bits); the mass
+  is a step function of t that steps only at values of e, so the search stops
+  as soon as no weight lies strictly inside the bracket.
+  """
+  v = e_RxV.shape[-1]
+  target_R = top_p * jnp.sum(e_RxV, axis=-1)
+  k = min(_FAST_K, v)
+  vals_RxK = jax.lax.top_k(e_RxV, k)[0]
+  cum_RxK = jnp.cumsum(vals_RxK, axis=-1)
+  idx_R = jnp.minimum(jnp.sum(cum_RxK < target_R[:, None], axis=-1), k - 1)
+  fast_R = jnp.take_along_axis(vals_RxK, idx_R[:, None], axis=-1)[:, 0]
+  inside_R = cum_RxK[:, -1] >= target_R
+
+  def bisect():
+    # Invariant: mass(lo) >= target > mass(hi). Weights above the k-th largest
+    # hold less than target, so hi starts just above it; mass(0) = total.
+    bits = lambda x: jax.lax.bitcast_convert_type(x, jnp.int32)
+    floats = lambda b: jax.lax.bitcast_convert_type(b, jnp.float32)
+    lo_R = jnp.zeros_like(idx_R)
+    hi_R = bits(vals_RxK[:, -1]) + 1
+
+    def open_count(lo_R, hi_R):
+      return jnp.sum((e_RxV > floats(lo_R)[:, None]) & (e_RxV < floats(hi_R)[:, None]), axis=-1)
+
+    def cond(c):
+      lo_R, hi_R, n_R = c
+      return jnp.any((n_R > 0) & (hi_R - lo_R > 1))
+
+    def body(c):
+      lo_R, hi_R, n_R = c
+      active_R = (n_R > 0) & (hi_R - lo_R > 1)
+      mid_R = lo_R + (hi_R - lo_R) // 2
+      t_R = floats(mid_R)[:, None]
+      mass_R = jnp.sum(jnp.where(e_RxV >= t_R, e_RxV, 0.0), axis=-1)
+      ok_R = mass_R >= target_R
+      new_lo_R = jnp.where(active_R & ok_R, mid_R, lo_R)
+      new_hi_R = jnp.where(active_R & ~ok_R, mid_R, hi_R)
+      return new_lo_R, new_hi_R, open_count(new_lo_R, new_hi_R)
+
+    lo_R, hi_R, _ = jax.lax.while_loop(cond, body, (lo_R, hi_R, open_count(lo_R, hi_R)))
+    # No weight strictly inside (lo, hi): every t in (lo, hi] has mass < target,
+    # so the kept set {e >= t*} equals {e >= lo}.
+    return jnp.where(inside_R, fast_R, floats(lo_R))
+
+  return jax.lax.cond(jnp.all(inside_R), lambda: fast_R, bisect)
+
+
+def inverse_cdf(u_R: jax.Array, w_RxV: jax.Array) -> jax.Array:
+  """Index i with cumsum(w)[i-1] <= u * sum(w) < cumsum(w)[i]; w >= 0, u in [0, 1).
+
+  Two levels (block sums, then one block) keep it O(V) with small cumsums. Only
+  entries with w > 0 can be returned, also when rounding puts u past the end.
+  """
+  r, v = w_RxV.shape
+  nb = -(-v // _BLOCK)
+  w_RxNxB = jnp.pad(w_RxV, ((0, 0), (0, nb * _BLOCK - v))).reshape(r, nb, _BLOCK)
+  bsum_RxN = jnp.sum(w_RxNxB, axis=-1)
+  bcum_RxN = jnp.cumsum(bsum_RxN, axis=-1)
+  x_R = u_R * bcum_RxN[:, -1]
+  last_block_R = nb - 1 - jnp.argmax((bsum_RxN > 0)[:, ::-1], axis=-1)
+  block_R = jnp.minimum(jnp.sum(bcum_RxN <= x_R[:, None], axis=-1), last_block_R)
+  before_R = jnp.take_along_axis(bcum_RxN - bsum_RxN, block_R[:, None], axis=-1)[:, 0]
+  w_RxB = jnp.take_along_axis(w_RxNxB, block_R[:, None, None], axis=1)[:, 0]
+  cum_RxB = jnp.cumsum(w_RxB, axis=-1)
+  last_R = _BLOCK - 1 - jnp.argmax((w_RxB > 0)[:, ::-1], axis=-1)
+  inner_R = jnp.minimum(jnp.sum(cum_RxB <= (x_R - before_R)[:, None], axis=-1), last_R)
+  return (block_R * _BLOCK + inner_R).astype(jnp.int32)
+
+
+def sample_step(key: jax.Array, logits_RxV: jax.Array, *, temperature: float, top_p: float,
+                top_k: int, greedy: bool) -> StepOut:
+  """Draws one token a row; controls are static Python values.
+
+  Greedy: argmax (first index on ties), sampling log-probability 0 (the
+  distribution sampled from is a point mass).
+  """
+  logits_RxV = logits_RxV.astype(jnp.float32)
+  r, v = logits_RxV.shape
+  m_R = jnp.max(logits_RxV, axis=-1)
+  d_RxV = logits_RxV - m_R[:, None]
+  e_RxV = jnp.exp(d_RxV)
+  s_R = jnp.sum(e_RxV, axis=-1)
+  log_s_R = jnp.log(s_R)
+  entropy_R = log_s_R - jnp.sum(e_RxV * d_RxV, axis=-1) / s_R
+
+  if greedy:
+    tokens_R = jnp.argmax(logits_RxV, axis=-1).astype(jnp.int32)
+    samp_lp_R = jnp.zeros((r,), jnp.float32)
+  else:
+    if temperature == 1.0:
+      z_RxV, w_RxV = d_RxV, e_RxV  # reuse the policy's exponentials
+    else:
+      z_RxV = d_RxV / temperature  # max stays 0, so w = exp(z) is in (0, 1]
+      w_RxV = jnp.exp(z_RxV)
+    if top_k and top_k < v:
+      w_RxV = jnp.where(top_k_mask(z_RxV, top_k), w_RxV, 0.0)
+    if top_p < 1.0:
+      t_R = nucleus_threshold(w_RxV, top_p)
+      w_RxV = jnp.where(w_RxV >= t_R[:, None], w_RxV, 0.0)
+    u_R = jax.random.uniform(key, (r,), jnp.float32)
+    tokens_R = inverse_cdf(u_R, w_RxV)
+    z_tok_R = jnp.take_along_axis(z_RxV, tokens_R[:, None], axis=-1)[:, 0]
+    samp_lp_R = z_tok_R - jnp.log(jnp.sum(w_RxV, axis=-1))
+
+  d_tok_R = jnp.take_along_axis(d_RxV, tokens_R[:, None], axis=-1)[:, 0]
+  return StepOut(tokens_R, d_tok_R - log_s_R, samp_lp_R, entropy_R)

@@ -1,0 +1,272 @@
+"""The RL trainer end to end on maze_tiny (runlocal): 1 vs 8 devices, estimator schedule,
+SIGTERM + exact resume, dynamic sampling, crash-safe checkpoints, the README's main command.
+
+Runs in one process share compiled programs through a persistent compilation cache (a
+directory of this test session), so only the first run of each mesh pays for compiles.
+"""
+
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from jax._src import compilation_cache
+
+from rlvr_jax import tasks
+from rlvr_jax.rl import checkpointing, logger, rollout, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "maze_tiny.py")
+# Wall-clock and throughput differ run to run; everything else must match exactly.
+TIMING = {"time_sample_verify", "time_update", "time_step", "tokens_per_sec", "time_eval"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache_dir(tmp_path_factory):
+  # One directory a session: under xdist the basetemp's parent is shared by its workers.
+  base = tmp_path_factory.getbasetemp()
+  path = str((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "jax_cache_train")
+  saved = {k: getattr(jax.config, k) for k in (
+      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+      "jax_persistent_cache_min_entry_size_bytes")}
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  compilation_cache.reset_cache()  # the cache decides once whether it is on: ask again
+  yield path
+  for k, v in saved.items():
+    jax.config.update(k, v)
+  compilation_cache.reset_cache()
+
+
+def _config(**overrides):
+  """maze_tiny:runlocal with a 2-step warm start, bbg, and the estimator toggled to grpo for
+  the second step only (schedule.switch_at = "1,2": step indices 1 and 2 toggle).
+
+  bbg gives failed responses of zero-success problems a negative advantage, so even a barely
+  warm-started policy (all rewards 0) gets a real, nonzero gradient; grpo gives it none.
+  """
+  c = runpy.run_path(CONFIG)["get_config"]("runlocal,estimator=bbg,warmstart_steps=2,steps=3")
+  c.eval.at_start = False
+  c.eval.at_end = False
+  c.progress = False
+  c.plot_at_end = False
+  c.schedule.switch_at = "1,2"
+  c.schedule.advantage = {"name": "grpo"}
+  c.checkpoint.every = 10  # saves come only from the last step or a stop
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+def _sharded(c):
+  c.mesh.update(data=2, fsdp=2, tensor=2)  # data parallel, ZeRO-3 and tensor parallel at once
+  return c
+
+
+def _records(workdir, phase: str) -> list[dict]:
+  path = os.path.join(str(workdir), "metrics.jsonl")
+  return [r for r in logger.read_jsonl(path) if r["phase"] == phase]
+
+
+def _strip(r: dict) -> dict:
+  return {k: v for k, v in r.items() if k not in TIMING}
+
+
+def _params(workdir, step: int):
+  tree = ocp.PyTreeCheckpointer().restore(os.path.join(str(workdir), "checkpoints", str(step), "tree"))
+  return jax.tree.map(np.asarray, tree["state"]["params"])
+
+
+def test_estimator_at_toggles_at_each_switch():
+  c = _config()
+  names = [train.estimator_at(c, s).name for s in range(4)]
+  assert names == ["bbg", "grpo", "bbg", "bbg"]
+  c.schedule.switch_at = ""
+  assert {train.estimator_at(c, s).name for s in range(4)} == {"bbg"}
+
+
+def _sigterm_on_call(monkeypatch, n: int) -> list:
+  """Sends this process a real SIGTERM right after the n-th rollout (mid-step n)."""
+  calls, original = [], rollout.generate
+
+  def generate(*args, **kwargs):
+    out = original(*args, **kwargs)
+    calls.append(1)
+    if len(calls) == n:
+      # Without the trainer's handler SIGTERM would kill the test process: check it is there.
+      assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+      os.kill(os.getpid(), signal.SIGTERM)
+    return out
+
+  monkeypatch.setattr(rollout, "generate", generate)
+  return calls
+
+
+def test_1_vs_8_devices_schedule_sigterm_and_exact_resume(tmp_path, monkeypatch):
+  """One test, so the 8-device run is both the 1-device run's twin and the straight run
+  that the resumed one must reproduce (each run here costs minutes of compile on 2 cores)."""
+  assert jax.device_count() == 8, "tests/conftest.py should provide 8 fake CPU devices"
+  m1 = train.run(_config(num_devices=1), str(tmp_path / "one"))
+  m8 = train.run(_sharded(_config()), str(tmp_path / "eight"))
+  assert np.isfinite(m1["loss"]) and np.isfinite(m8["loss"])
+  assert os.listdir(tmp_path / "one" / "checkpoints") == ["3"]
+  for a, b in zip(_records(tmp_path / "one", "warmstart"), _records(tmp_path / "eight", "warmstart"),
+                  strict=True):
+    np.testing.assert_allclose(b["loss"], a["loss"], rtol=1e-5)
+  one, eight = _records(tmp_path / "one", "train"), _records(tmp_path / "eight", "train")
+  assert [r["step"] for r in one] == [r["step"] for r in eight] == [1, 2, 3]
+  # Step 1 is a real update (bbg): nonzero loss and gradient.
+  assert one[0]["loss"] != 0.0 and one[0]["grad_norm"] > 0
+  # Same key -> same samples on any mesh, so the rewards agree exactly and the loss to rounding.
+  a, b = one[0], eight[0]
+  assert (a["reward_mean"], a["response_len_mean"]) == (b["reward_mean"], b["response_len_mean"])
+  for k in ("loss", "pg_loss", "entropy", "grad_norm", "approx_kl", "adv_abs_mean"):
+    np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-7, err_msg=k)
+  # The schedule: bbg, grpo, bbg. bbg gives the failed responses of zero-success problems a
+  # nonzero advantage; grpo gives zero-variance groups exactly zero. The barely warm-started
+  # policy solves nearly nothing; the lines below check that before relying on it.
+  for recs in (one, eight):
+    assert [r["estimator_index"] for r in recs] == [0.0, 1.0, 0.0]
+    assert recs[0]["all_wrong_frac"] > 0 and recs[2]["all_wrong_frac"] > 0
+    assert recs[0]["adv_abs_mean"] > 0 and recs[2]["adv_abs_mean"] > 0
+    assert recs[1]["zero_var_frac"] == 1.0
+    assert recs[1]["adv_abs_mean"] == 0.0 and recs[1]["loss"] == 0.0 and recs[1]["grad_norm"] == 0.0
+  # SIGTERM mid-step 2 of the same 8-device run, then resume: identical to the straight run.
+  straight, resumed = tmp_path / "eight", tmp_path / "resumed"
+  handler_before = signal.getsignal(signal.SIGTERM)
+  with monkeypatch.context() as m:
+    calls = _sigterm_on_call(m, 2)
+    train.run(_sharded(_config()), str(resumed))
+  # The step that was running finished, was saved (every=10: only the stop saves) and run()
+  # returned normally, with the previous SIGTERM handler back.
+  assert len(calls) == 2 and signal.getsignal(signal.SIGTERM) == handler_before
+  assert os.listdir(resumed / "checkpoints") == ["2"]
+  assert [r["step"] for r in _records(resumed, "train")] == [1, 2]
+  train.run(_sharded(_config()), str(resumed))
+  a, b = _records(straight, "train"), _records(resumed, "train")
+  assert [r["step"] for r in b] == [1, 2, 3]
+  assert [_strip(r) for r in a] == [_strip(r) for r in b]
+  # The resumed run skipped the warm start (it restored instead).
+  assert len(_records(resumed, "warmstart")) == len(_records(straight, "warmstart"))
+  pa, pb = _params(straight, 3), _params(resumed, 3)
+  jax.tree.map(np.testing.assert_array_equal, pa, pb)
+  p2 = _params(resumed, 2)
+  assert any(np.any(x != y) for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(p2)))
+
+
+def test_pick_groups_puts_varied_groups_first_and_marks_fillers_invalid():
+  def ro(rewards_BxN):
+    r = np.asarray(rewards_BxN, np.float32)
+    b, n = r.shape
+    z = np.zeros((b * n, 2), np.int32)
+    return rollout.Rollouts(examples=list(range(b)), prompt_BxP=np.zeros((b, 3), np.int32),
+                            prompt_mask_BxP=np.ones((b, 3), np.int32), tokens_RxT=z, mask_RxT=z,
+                            logprobs_RxT=z.astype(np.float32), entropy_RxT=z.astype(np.float32),
+                            lengths_R=np.zeros(b * n, np.int32), finished_R=np.ones(b * n, bool),
+                            responses=[""] * (b * n), rewards_BxN=r)
+  parts = [ro([[0, 0], [1, 0], [1, 1]]), ro([[0, 0], [0, 1], [1, 1]])]
+  picked, valid_BxN, filled = train._pick_groups(parts, 3, dynamic=True)
+  # Concatenated groups 0..5; varied ones are 1 and 4; then the first flat ones fill.
+  assert picked.examples == [1, 1, 0] and filled == 1
+  np.testing.assert_array_equal(valid_BxN, [[True, True], [True, True], [False, False]])
+  np.testing.assert_array_equal(picked.rewards_BxN, [[1, 0], [0, 1], [0, 0]])
+  _, valid_BxN, filled = train._pick_groups(parts[:1], 3, dynamic=False)
+  assert valid_BxN.all() and filled == 0
+
+
+def test_dynamic_sampling_refills_with_bounded_tries_and_hf_export(tmp_path, monkeypatch):
+  # Rewards by verifier call: step 1 has 2 varied groups of 4 per try (2 tries fill the
+  # batch), step 2 none (3 tries, the bound, then 4 flat fillers that do not count).
+  calls = []
+
+  def verify_batch(task, responses, examples, pool=None):
+    calls.append(len(responses))
+    r_BxN = np.zeros((len(responses) // 4, 4), np.float32)
+    if len(calls) <= 2:
+      r_BxN[:2, 0] = 1.0
+    return r_BxN.reshape(-1), {"timeouts": 0, "errors": 0}
+
+  monkeypatch.setattr(tasks, "verify_batch", verify_batch)
+  c = _sharded(_config(**{"rl.steps": 2, "rl.dynamic_sampling": True, "rl.max_sampling_tries": 3,
+                          "advantage": {"name": "grpo"}, "schedule.switch_at": "",
+                          "checkpoint.export_hf": True}))
+  train.run(c, str(tmp_path))
+  # The final policy, exported as an HF directory, reads back equal to the last checkpoint.
+  from rlvr_jax import checkpoints
+  _, exported = checkpoints.load_hf(str(tmp_path / "hf_export"))
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, exported),
+               _params(tmp_path, 2))
+  s1, s2 = _records(tmp_path, "train")
+  assert len(calls) == 5 and set(calls) == {16}  # 4 prompts x 4 samples a try
+  assert (s1["sampling_tries"], s1["dyn_filled_groups"], s1["valid_frac"], s1["data_pos"]) == (
+      2, 0, 1.0, 8)
+  # grpo on the varied groups: a real gradient (the loss itself can be 0 at ratio 1).
+  assert s1["zero_var_frac"] == 0.0 and s1["adv_abs_mean"] > 0 and s1["grad_norm"] > 0
+  assert (s2["sampling_tries"], s2["dyn_filled_groups"], s2["valid_frac"], s2["data_pos"]) == (
+      3, 4, 0.0, 20)
+  assert s2["loss"] == 0.0 and s2["grad_norm"] == 0.0
+
+
+_CRASH = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import jax.numpy as jnp
+    from rlvr_jax.rl import checkpointing
+    ckpt = checkpointing.Checkpointer(sys.argv[1], keep=3, async_save=True)
+    state = {"w": jnp.full((2048, 2048), 1.0)}
+    ckpt.save(1, state, jnp.zeros(2, jnp.uint32), {"rl_step": 1})
+    ckpt.wait()
+    ckpt.save(2, {"w": jnp.full((2048, 2048), 2.0)}, jnp.zeros(2, jnp.uint32), {"rl_step": 2})
+    os._exit(0)  # killed while step 2 is being written in the background
+""")
+
+
+def test_crash_mid_save_never_leaves_a_partial_latest(tmp_path):
+  d = str(tmp_path / "ckpt")
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, "-c", _CRASH, d], env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # Orbax made step 2's temporary directory before the kill; it never got its final name.
+  assert sorted(os.listdir(d)) == ["1", "2" + ocp.utils.TMP_DIR_SUFFIX]
+  # And a leftover temporary directory of a later step with a full-looking tree in it.
+  os.makedirs(os.path.join(d, "3" + ocp.utils.TMP_DIR_SUFFIX, "tree"))
+  ckpt = checkpointing.Checkpointer(d, keep=3, async_save=False)
+  assert ckpt.latest_step() == 1
+  like = {"w": jax.ShapeDtypeStruct((2048, 2048), np.float32)}
+  state, _, meta = ckpt.restore(1, like, jax.numpy.zeros(2, jax.numpy.uint32))
+  ckpt.close()
+  assert meta == {"rl_step": 1} and float(state["w"].min()) == float(state["w"].max()) == 1.0
+
+
+def test_main_command_leaves_metrics_plots_and_checkpoint(tmp_path):
+  workdir = str(tmp_path / "w")
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "rlvr_jax.main",
+                         "--config=configs/maze_tiny.py:runlocal", f"--workdir={workdir}"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  recs = logger.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  train_recs = [r for r in recs if r["phase"] == "train"]
+  assert [r["step"] for r in train_recs] == [1, 2, 3]
+  assert all(np.isfinite(r["loss"]) and 0 <= r["reward_mean"] <= 1 for r in train_recs)
+  assert any(r["phase"] == "warmstart" for r in recs)
+  evals = [r for r in recs if r["phase"] == "eval"]
+  assert [r["step"] for r in evals] == [0, 3] and all(0 <= r["pass@1"] <= 1 for r in evals)
+  for name in ("train.png", "eval.png", "warmstart.png", "passk_curve.png"):
+    with open(os.path.join(workdir, "plots", name), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n", name
+  assert "3" in os.listdir(os.path.join(workdir, "checkpoints"))
+  events = [f for f in os.listdir(os.path.join(workdir, "tensorboard")) if f.startswith("events")]
+  assert events and os.path.getsize(os.path.join(workdir, "tensorboard", events[0])) > 1000
