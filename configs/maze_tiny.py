@@ -19,7 +19,7 @@ ESTIMATORS_WITH_K = ("passk_full", "passk_bootstrap", "passk_analytical", "passk
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = parse_arg(arg, estimator="grpo", k=4, seed=0, steps=40, warmstart_steps=300,
+  a = parse_arg(arg, estimator="grpo", k=4, seed=0, steps=40, warmstart_steps=300, batch_prompts=16,
                 warmstart_dir="", runlocal=False)
   c = base_config()
   c.seed = a.seed
@@ -28,9 +28,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    "train_sizes": (7,), "test_sizes": (5, 7, 9)}
   c.data.eval_group_key = "size"
   c.model.preset = "tiny"
-  c.rl.update(steps=a.steps, batch_prompts=16, num_samples=8, mini_batch_prompts=8,
-              micro_batches=1, max_prompt_len=96, max_new_tokens=32, temperature=1.0,
-              top_p=1.0, logprob_chunk=64)
+  # Two updates a step. The update (forward + backward over B * N rows) dominates a step on
+  # CPU; the sampler's log-probs are the policy's own (temperature 1, top_p 1, fp32), so the
+  # extra forward pass that recomputes them is skipped.
+  c.rl.update(steps=a.steps, batch_prompts=a.batch_prompts, num_samples=8,
+              mini_batch_prompts=max(1, a.batch_prompts // 2), micro_batches=1, max_prompt_len=96,
+              max_new_tokens=32, temperature=1.0, top_p=1.0, logprob_chunk=64,
+              recompute_old_logp=False)
   c.optimizer.update(lr=1e-4, warmup_steps=5)  # tiny model from scratch: far above the 7B's 1e-6
   c.advantage = ml_collections.ConfigDict({"name": a.estimator})
   if a.estimator in ESTIMATORS_WITH_K:

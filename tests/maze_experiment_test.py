@@ -75,8 +75,8 @@ def test_experiment_end_to_end_minimal(tmp_path):
     assert (out / "runs" / f"{e}_seed0" / "metrics.jsonl").exists()
   with open(out / "results.csv") as f:
     rows = list(csv.DictReader(f))
-  # warm start (step 0) + 2 runs x (step 0, step 1), each: size5 + mean.
-  assert len(rows) == 2 + 2 * 2 * 2
+  # warm start (step 0) + 2 runs x step 1, each: size5 + mean.
+  assert len(rows) == 2 + 2 * 2
   assert {r["set"] for r in rows} == {"size5", "mean"}
   for r in rows:
     assert 0.0 <= float(r["pass@1"]) <= float(r["pass@8"]) <= 1.0

@@ -6,7 +6,7 @@
 One supervised warm start (configs/maze_tiny.py), then from that same checkpoint
 one RL run per (estimator, seed), all with the same number of steps; every run
 evaluates pass@1..8 on each test maze size at step 0 and every `--eval_every`
-steps. Writes under --outdir: `results.csv` (every eval point), `summary.md`
+steps (step 0: one evaluation of the shared warm start). Writes under --outdir: `results.csv` (every eval point), `summary.md`
 (final-step table, mean +- std over seeds), `curves.png`, one workdir per run.
 A finished run (final eval present) is skipped on re-launch; a cut-off one resumes.
 """
@@ -39,13 +39,15 @@ def maze_config(arg: str):
 
 
 def run_config(args: argparse.Namespace, estimator: str, seed: int, warmstart_dir: str):
-  arg = f"estimator={estimator},k={args.k},seed={seed},steps={args.steps}"
+  arg = (f"estimator={estimator},k={args.k},seed={seed},steps={args.steps},"
+         f"batch_prompts={args.batch_prompts}")
   if args.smoke:
     arg += ",runlocal=True"
   c = maze_config(arg)
   c.warmstart.load_dir = warmstart_dir
   c.warmstart.steps = 0
-  c.eval.update(every=args.eval_every, at_start=True, at_end=True, num_samples=8)
+  # Step 0 is the shared warm-start evaluation, not repeated per run.
+  c.eval.update(every=args.eval_every, at_start=False, at_end=True, num_samples=8)
   c.progress = args.progress
   c.checkpoint.update(every=max(args.steps, 1), keep=1)
   if args.smoke:
@@ -62,21 +64,26 @@ def _shrink(c) -> None:
 
 
 def warm_start(args: argparse.Namespace) -> str:
-  """Runs the warm start once (RL steps = 0) and returns its params directory."""
+  """The shared starting policy: `--warmstart_dir` or a fresh warm start; evaluated once.
+
+  The evaluation is a 0-step RL run of the config, so it is the step-0 point of every curve.
+  """
   from rlvr_jax.rl import train
   workdir = os.path.join(args.outdir, "warmstart")
-  params_dir = os.path.join(workdir, "warmstart")
-  if os.path.isdir(params_dir) and _eval_records(workdir):
-    return params_dir
-  c = maze_config("steps=0,runlocal=True" if args.smoke else "steps=0")
-  if args.warmstart_steps is not None:
-    c.warmstart.steps = args.warmstart_steps
-  c.eval.update(at_start=True, num_samples=8)
-  c.progress = args.progress
-  if args.smoke:
-    _shrink(c)
-  train.run(c, workdir)
-  return params_dir
+  params_dir = args.warmstart_dir or os.path.join(workdir, "warmstart")
+  if not _eval_records(workdir):
+    c = maze_config("steps=0,runlocal=True" if args.smoke else "steps=0")
+    c.warmstart.load_dir = args.warmstart_dir
+    if args.warmstart_steps is not None:
+      c.warmstart.steps = args.warmstart_steps
+    c.eval.update(at_start=True, num_samples=8)
+    c.progress = args.progress
+    if args.smoke:
+      _shrink(c)
+    train.run(c, workdir)
+  if not os.path.isdir(params_dir):
+    raise ValueError(f"no warm-start params at {params_dir!r}")
+  return os.path.abspath(params_dir)
 
 
 def _eval_records(workdir: str) -> list[dict]:
@@ -141,8 +148,11 @@ def plot_curves(rows: Sequence[dict], estimators: Sequence[str], path: str) -> N
   for j, s in enumerate(sets):
     for i, k in enumerate((1, 8)):
       ax = axes[i, j]
+      start = [r for r in rows if r["estimator"] == "warmstart" and r["set"] == s]
       for e in estimators:
         sel = [r for r in rows if r["estimator"] == e and r["set"] == s]
+        if sel and not any(r["step"] == 0 for r in sel):
+          sel = start + sel
         steps = sorted({r["step"] for r in sel})
         if not steps:
           continue
@@ -168,8 +178,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--steps", type=int, default=40)
   p.add_argument("--k", type=int, default=4)
+  p.add_argument("--batch_prompts", type=int, default=16, help="prompts an RL step (x8 rollouts)")
   p.add_argument("--eval_every", type=int, default=10)
   p.add_argument("--warmstart_steps", type=int, default=None, help="default: the config's")
+  p.add_argument("--warmstart_dir", default="",
+                 help="existing warm-start params (orbax dir) instead of a fresh warm start")
   p.add_argument("--smoke", action="store_true", help="runlocal shapes, 5x5 mazes (tests)")
   p.add_argument("--no_progress", dest="progress", action="store_false",
                  help="hide the per-run step bar (the overall progress line stays)")
@@ -219,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> str:
   write_csv(rows, os.path.join(args.outdir, "results.csv"))
   table = summary_table(rows, args.estimators, args.steps)
   with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
-    f.write(f"steps={args.steps} seeds={args.seeds} k={args.k} "
+    f.write(f"steps={args.steps} seeds={args.seeds} k={args.k} batch_prompts={args.batch_prompts} "
             f"total time {(time.time() - t0) / 60:.1f} min\n\n{table}\n")
   plot_curves(rows, args.estimators, os.path.join(args.outdir, "curves.png"))
   print(table, flush=True)

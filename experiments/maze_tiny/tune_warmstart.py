@@ -1,6 +1,7 @@
 """Measures eval pass@k along the supervised warm start of `configs/maze_tiny.py`.
 
-    python experiments/maze_tiny/tune_warmstart.py --arg=warmstart_steps=400 --every=100
+    python experiments/maze_tiny/tune_warmstart.py --arg=warmstart_steps=400 --every=100 \
+        --save_dir=/tmp/ws   # params at each evaluation, usable as run.py --warmstart_dir
 
 Used to pick the warm-start length so that pass@1 starts between 10% and 50%.
 Prints one line per evaluation: warm-start step, loss, pass@1 / pass@8 per size.
@@ -34,6 +35,8 @@ def main() -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--arg", default="")
   p.add_argument("--every", type=int, default=100)
+  p.add_argument("--eval_from", type=int, default=0, help="no evaluation before this step")
+  p.add_argument("--save_dir", default="", help="save params at each evaluation to <dir>/step<N>")
   a = p.parse_args()
   config = load_config(a.arg)
   mesh = sharding.make_mesh(config.mesh, None)
@@ -57,7 +60,9 @@ def main() -> None:
                                   max_new_tokens=config.rl.max_new_tokens, pad_id=cfg.pad_id,
                                   eos_id=cfg.eos_ids[0])
       state, m = fn(state, jax.device_put(batch, rows_sh))
-      if (i + 1) % a.every == 0 or i + 1 == ws.steps:
+      if ((i + 1) % a.every == 0 and i + 1 >= a.eval_from) or i + 1 == ws.steps:
+        if a.save_dir:
+          warmstart.save_params(state["params"], os.path.join(a.save_dir, f"step{i + 1}"))
         ev = stats.evaluate(state["params"], cfg, task, tok, eval_sets, jax.random.PRNGKey(i),
                             config.eval, config.rl, False, mesh, None)
         sizes = sorted(k.split("/")[0] for k in ev if k.endswith("/pass@1"))
