@@ -5,8 +5,14 @@
     python -m rlvr_jax.main --config=configs/maze_tiny.py:runlocal --workdir=/tmp/w   # seconds-scale smoke
 
 Small mazes (train 7x7; test 5x5, 7x7, 9x9) so that a 4-layer d=128 model on 2 CPU cores reaches a
-pass@1 where RL has signal within minutes. The warm start's step count is set
-so pass@1 starts between 10% and 50%.
+pass@1 where RL has signal within minutes. Measured (experiments/maze_tiny/warmstart_tuning.log,
+eval 8 samples x 32 mazes a size, temperature 1, top_p 0.95): 300 warm-start steps of 32 BFS
+paths give pass@1 12.9% averaged over the sizes (5x5 11%, 7x7 25%, 9x9 2%) and pass@8 43%;
+100 steps 2.9%, 200 steps 4.2%. An evaluation with another sampling key of the same policy gave
+9.6% (5x5 9%, 7x7 20%, 9x9 0.4%): 32 mazes a size leave a few points of noise.
+Time on the shared (load ~10) 2-core machine: warm start ~2.6 s a step, an RL step of
+16 prompts x 8 rollouts ~11 s (8 prompts ~half), an evaluation ~9 s, compiles ~40 s a process.
+The train sizes stay (7,): there are only a few dozen distinct 5x5 mazes, too few for a train set.
 """
 
 import ml_collections
