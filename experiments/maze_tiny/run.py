@@ -1,13 +1,15 @@
 """Pass@k training vs Pass@1 training on the maze task with the tiny character policy.
 
     python experiments/maze_tiny/run.py --outdir=/tmp/maze_exp            # the full experiment
-    python experiments/maze_tiny/run.py --outdir=/tmp/maze_exp --steps=10 --seeds=0   # reduced
+    python experiments/maze_tiny/run.py --outdir=/tmp/maze_exp --steps=12 --batch_prompts=8 \
+        --warmstart_dir=<params>   # the reduced run of README.md
 
 One supervised warm start (configs/maze_tiny.py), then from that same checkpoint
-one RL run per (estimator, seed), all with the same number of steps; every run
-evaluates pass@1..8 on each test maze size at step 0 and every `--eval_every`
-steps (step 0: one evaluation of the shared warm start). Writes under --outdir: `results.csv` (every eval point), `summary.md`
-(final-step table, mean +- std over seeds), `curves.png`, one workdir per run.
+one RL run per (estimator, seed), all with the same number of steps; pass@1..8 on
+each test maze size is evaluated once for the warm start (step 0 of every curve) and
+in every run each `--eval_every` steps and at the end. Writes under --outdir:
+`results.csv` (every eval point), `summary.md` (final-step table, mean +- std over
+seeds), `curves.png`, and one workdir per run.
 A finished run (final eval present) is skipped on re-launch; a cut-off one resumes.
 """
 
@@ -176,10 +178,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--outdir", required=True)
   p.add_argument("--estimators", default=",".join(ESTIMATORS))
   p.add_argument("--seeds", default="0,1,2")
-  p.add_argument("--steps", type=int, default=40)
+  p.add_argument("--steps", type=int, default=24)
   p.add_argument("--k", type=int, default=4)
   p.add_argument("--batch_prompts", type=int, default=16, help="prompts an RL step (x8 rollouts)")
-  p.add_argument("--eval_every", type=int, default=10)
+  p.add_argument("--eval_every", type=int, default=8)
   p.add_argument("--warmstart_steps", type=int, default=None, help="default: the config's")
   p.add_argument("--warmstart_dir", default="",
                  help="existing warm-start params (orbax dir) instead of a fresh warm start")
@@ -227,13 +229,14 @@ def main(argv: Sequence[str] | None = None) -> str:
     eta = (time.time() - t_runs) / max(done_new, 1) * left if done_new else 0.0
     final = [r for r in rows_of(recs[-1:], e, s) if r["set"] == "mean"][0]
     print(f"[maze_exp] run {i + 1}/{len(runs)} {e} seed {s}: pass@1={final['pass@1']:.3f} "
-          f"pass@8={final['pass@8']:.3f} | elapsed {(time.time() - t0) / 60:.1f} min, "
-          f"ETA {eta / 60:.1f} min", flush=True)
+          f"pass@8={final['pass@8']:.3f} | elapsed {(time.time() - t0) / 60:.1f} min "
+          f"(CPU {time.process_time() / 60:.1f} min), ETA {eta / 60:.1f} min", flush=True)
   write_csv(rows, os.path.join(args.outdir, "results.csv"))
   table = summary_table(rows, args.estimators, args.steps)
   with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"steps={args.steps} seeds={args.seeds} k={args.k} batch_prompts={args.batch_prompts} "
-            f"total time {(time.time() - t0) / 60:.1f} min\n\n{table}\n")
+            f"total time {(time.time() - t0) / 60:.1f} min, process CPU time "
+            f"{time.process_time() / 60:.1f} min\n\n{table}\n")
   plot_curves(rows, args.estimators, os.path.join(args.outdir, "curves.png"))
   print(table, flush=True)
   return table
