@@ -58,10 +58,11 @@ def run_config(args: argparse.Namespace, estimator: str, seed: int, warmstart_di
 
 
 def _shrink(c) -> None:
-  """Smallest shapes that still run every code path (for the test): 5x5 mazes, 1 device."""
+  """Smallest shapes that still run every code path (for the test): 5x5 mazes, 1 device;
+  rollouts and evaluation sample the same [4 prompts x 8] shape, so one sampler compile."""
   c.num_devices = 1
   c.data.splits.update(num_train=16, num_test=4, train_sizes=(5,), test_sizes=(5,))
-  c.rl.update(max_prompt_len=48, max_new_tokens=8)
+  c.rl.update(max_prompt_len=48, max_new_tokens=8, num_samples=8)
   c.eval.update(num_samples=8, batch_prompts=4)
 
 
