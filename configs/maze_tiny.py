@@ -11,7 +11,8 @@ paths give pass@1 12.9% averaged over the sizes (5x5 11%, 7x7 25%, 9x9 2%) and p
 100 steps 2.9%, 200 steps 4.2%. An evaluation with another sampling key of the same policy gave
 9.6% (5x5 9%, 7x7 20%, 9x9 0.4%): 32 mazes a size leave a few points of noise.
 Time on the shared (load ~10) 2-core machine: warm start ~2.6 s a step, an RL step of
-16 prompts x 8 rollouts ~11 s (8 prompts ~half), an evaluation ~9 s, compiles ~40 s a process.
+16 prompts x 8 rollouts ~13 s (with the old-logp recompute), of 8 prompts ~6.5 s (without),
+an evaluation 9-15 s, compiles ~40-70 s a process (a persistent XLA cache removes most).
 The train sizes stay (7,): there are only a few dozen distinct 5x5 mazes, too few for a train set.
 """
 
