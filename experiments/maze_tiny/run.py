@@ -1,0 +1,247 @@
+"""Pass@k training vs Pass@1 training on the maze task with the tiny character policy.
+
+    python experiments/maze_tiny/run.py --outdir=/tmp/maze_exp            # the full experiment
+    python experiments/maze_tiny/run.py --outdir=/tmp/maze_exp --steps=12 --batch_prompts=8 \
+        --warmstart_dir=<params>   # the reduced run of README.md
+
+One supervised warm start (configs/maze_tiny.py), then from that same checkpoint
+one RL run per (estimator, seed), all with the same number of steps; pass@1..8 on
+each test maze size is evaluated once for the warm start (step 0 of every curve) and
+in every run each `--eval_every` steps and at the end. Writes under --outdir:
+`results.csv` (every eval point), `summary.md` (final-step table, mean +- std over
+seeds), `curves.png`, and one workdir per run.
+A finished run (final eval present) is skipped on re-launch; a cut-off one resumes.
+"""
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+ESTIMATORS = ("grpo", "passk_full", "passk_bootstrap", "passk_analytical")
+KS = (1, 2, 4, 8)
+
+
+def maze_config(arg: str):
+  """configs/maze_tiny.py's get_config(arg) (configs/ is not a package)."""
+  spec = importlib.util.spec_from_file_location("maze_tiny_config",
+                                                os.path.join(ROOT, "configs", "maze_tiny.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod.get_config(arg)
+
+
+def run_config(args: argparse.Namespace, estimator: str, seed: int, warmstart_dir: str):
+  arg = (f"estimator={estimator},k={args.k},seed={seed},steps={args.steps},"
+         f"batch_prompts={args.batch_prompts}")
+  if args.smoke:
+    arg += ",runlocal=True"
+  c = maze_config(arg)
+  c.warmstart.load_dir = warmstart_dir
+  c.warmstart.steps = 0
+  # Step 0 is the shared warm-start evaluation, not repeated per run.
+  c.eval.update(every=args.eval_every, at_start=False, at_end=True, num_samples=8)
+  c.progress = args.progress
+  c.checkpoint.update(every=max(args.steps, 1), keep=1)
+  if args.smoke:
+    _shrink(c)
+  return c
+
+
+def _shrink(c) -> None:
+  """Smallest shapes that still run every code path (for the test): 5x5 mazes, 1 device;
+  rollouts and evaluation sample the same [4 prompts x 8] shape, so one sampler compile."""
+  c.num_devices = 1
+  c.data.splits.update(num_train=16, num_test=4, train_sizes=(5,), test_sizes=(5,))
+  c.rl.update(max_prompt_len=48, max_new_tokens=8, num_samples=8)
+  c.eval.update(num_samples=8, batch_prompts=4)
+
+
+def warm_start(args: argparse.Namespace) -> str:
+  """The shared starting policy: `--warmstart_dir` or a fresh warm start; evaluated once.
+
+  The evaluation is a 0-step RL run of the config, so it is the step-0 point of every curve.
+  """
+  from rlvr_jax.rl import train
+  workdir = os.path.join(args.outdir, "warmstart")
+  params_dir = args.warmstart_dir or os.path.join(workdir, "warmstart")
+  if not _eval_records(workdir):
+    c = maze_config("steps=0,runlocal=True" if args.smoke else "steps=0")
+    c.warmstart.load_dir = args.warmstart_dir
+    if args.warmstart_steps is not None:
+      c.warmstart.steps = args.warmstart_steps
+    c.eval.update(at_start=True, num_samples=8)
+    c.progress = args.progress
+    if args.smoke:
+      _shrink(c)
+    train.run(c, workdir)
+  if not os.path.isdir(params_dir):
+    raise ValueError(f"no warm-start params at {params_dir!r}")
+  return os.path.abspath(params_dir)
+
+
+def _eval_records(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return [r for r in map(json.loads, filter(str.strip, f)) if r["phase"] == "eval"]
+
+
+def rows_of(records: Sequence[dict], estimator: str, seed: int) -> list[dict]:
+  """One CSV row per (eval step, eval set): pass@k for k in KS; set 'mean' averages sets."""
+  rows = []
+  for r in records:
+    sets = sorted({k.split("/")[0] for k in r if k.endswith("/pass@1")})
+    for name in sets + ["mean"]:
+      pre = "" if name == "mean" else name + "/"
+      rows.append({"estimator": estimator, "seed": seed, "step": int(r["step"]), "set": name,
+                   **{f"pass@{k}": float(r[f"{pre}pass@{k}"]) for k in KS}})
+  return rows
+
+
+def write_csv(rows: Sequence[dict], path: str) -> None:
+  fields = ["estimator", "seed", "step", "set"] + [f"pass@{k}" for k in KS]
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def summary_table(rows: Sequence[dict], estimators: Sequence[str], final_step: int) -> str:
+  """Markdown: warm start, then each estimator at `final_step`, mean +- std over seeds."""
+  sets = sorted({r["set"] for r in rows}, key=lambda s: (s == "mean", len(s), s))
+  head = "| policy | seeds | " + " | ".join(f"{s} pass@1 | {s} pass@8" for s in sets) + " |"
+  lines = [head, "|" + "---|" * (2 + 2 * len(sets))]
+
+  def line(name: str, sel: list[dict]) -> str:
+    cells = []
+    for s in sets:
+      for k in (1, 8):
+        v = np.array([r[f"pass@{k}"] for r in sel if r["set"] == s])
+        cells.append(f"{100 * v.mean():.1f} ± {100 * v.std():.1f}" if len(v) else "-")
+    seeds = len({r["seed"] for r in sel})
+    return f"| {name} | {seeds} | " + " | ".join(cells) + " |"
+
+  lines.append(line("warm start (step 0)", [r for r in rows if r["estimator"] == "warmstart"]))
+  for e in estimators:
+    sel = [r for r in rows if r["estimator"] == e and r["step"] == final_step]
+    if sel:
+      lines.append(line(f"{e} (step {final_step})", sel))
+  return "\n".join(lines)
+
+
+def plot_curves(rows: Sequence[dict], estimators: Sequence[str], path: str) -> None:
+  """pass@1 (top) and pass@8 (bottom) against RL step per eval set; mean over seeds, min-max band."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  sets = sorted({r["set"] for r in rows}, key=lambda s: (s == "mean", len(s), s))
+  fig, axes = plt.subplots(2, len(sets), figsize=(3.6 * len(sets), 6), squeeze=False)
+  for j, s in enumerate(sets):
+    for i, k in enumerate((1, 8)):
+      ax = axes[i, j]
+      start = [r for r in rows if r["estimator"] == "warmstart" and r["set"] == s]
+      for e in estimators:
+        sel = [r for r in rows if r["estimator"] == e and r["set"] == s]
+        if sel and not any(r["step"] == 0 for r in sel):
+          sel = start + sel
+        steps = sorted({r["step"] for r in sel})
+        if not steps:
+          continue
+        vals = [[r[f"pass@{k}"] for r in sel if r["step"] == t] for t in steps]
+        mean = np.array([np.mean(v) for v in vals])
+        ax.plot(steps, 100 * mean, marker=".", label=e)
+        ax.fill_between(steps, [100 * min(v) for v in vals], [100 * max(v) for v in vals],
+                        alpha=0.15)
+      ax.set_title(f"{s}: pass@{k}", fontsize=9)
+      ax.set_xlabel("RL step", fontsize=8)
+      ax.set_ylabel("%", fontsize=8)
+      ax.tick_params(labelsize=7)
+  axes[0, 0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--outdir", required=True)
+  p.add_argument("--estimators", default=",".join(ESTIMATORS))
+  p.add_argument("--seeds", default="0,1,2")
+  p.add_argument("--steps", type=int, default=24)
+  p.add_argument("--k", type=int, default=4)
+  p.add_argument("--batch_prompts", type=int, default=16, help="prompts an RL step (x8 rollouts)")
+  p.add_argument("--eval_every", type=int, default=8)
+  p.add_argument("--warmstart_steps", type=int, default=None, help="default: the config's")
+  p.add_argument("--warmstart_dir", default="",
+                 help="existing warm-start params (orbax dir) instead of a fresh warm start")
+  p.add_argument("--smoke", action="store_true", help="runlocal shapes, 5x5 mazes (tests)")
+  p.add_argument("--no_progress", dest="progress", action="store_false",
+                 help="hide the per-run step bar (the overall progress line stays)")
+  p.add_argument("--cache_dir", default=os.path.expanduser("~/.cache/rlvr_jax_xla"),
+                 help="persistent XLA compilation cache shared by the runs ('' = off)")
+  a = p.parse_args(argv)
+  a.estimators = [e for e in a.estimators.split(",") if e]
+  a.seeds = [int(s) for s in a.seeds.split(",") if s]
+  if not a.estimators or not a.seeds or a.steps < 1:
+    raise ValueError("need at least one estimator, one seed and --steps >= 1")
+  return a
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+  """Runs (or finishes) the experiment; returns the summary markdown."""
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  import jax
+  if args.cache_dir:  # every run re-jits its update step; identical programs hit the cache
+    jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)
+  from rlvr_jax.rl import train
+  os.makedirs(args.outdir, exist_ok=True)
+  t0 = time.time()
+  ws_dir = warm_start(args)
+  ws_rows = rows_of(_eval_records(os.path.join(args.outdir, "warmstart"))[-1:], "warmstart", 0)
+  print(f"[maze_exp] warm start ready in {time.time() - t0:.0f}s: "
+        f"pass@1={ws_rows[-1]['pass@1']:.3f} pass@8={ws_rows[-1]['pass@8']:.3f}", flush=True)
+  runs = [(e, s) for s in args.seeds for e in args.estimators]
+  rows = list(ws_rows)
+  t_runs, done_new = time.time(), 0
+  for i, (e, s) in enumerate(runs):
+    workdir = os.path.join(args.outdir, "runs", f"{e}_seed{s}")
+    recs = _eval_records(workdir)
+    if not (recs and recs[-1]["step"] == args.steps):
+      train.run(run_config(args, e, s, ws_dir), workdir)
+      recs = _eval_records(workdir)
+      done_new += 1
+    rows += rows_of(recs, e, s)
+    left = len(runs) - i - 1
+    eta = (time.time() - t_runs) / max(done_new, 1) * left if done_new else 0.0
+    final = [r for r in rows_of(recs[-1:], e, s) if r["set"] == "mean"][0]
+    print(f"[maze_exp] run {i + 1}/{len(runs)} {e} seed {s}: pass@1={final['pass@1']:.3f} "
+          f"pass@8={final['pass@8']:.3f} | elapsed {(time.time() - t0) / 60:.1f} min "
+          f"(CPU {time.process_time() / 60:.1f} min), ETA {eta / 60:.1f} min", flush=True)
+  write_csv(rows, os.path.join(args.outdir, "results.csv"))
+  table = summary_table(rows, args.estimators, args.steps)
+  with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
+    f.write(f"steps={args.steps} seeds={args.seeds} k={args.k} batch_prompts={args.batch_prompts} "
+            f"total time {(time.time() - t0) / 60:.1f} min, process CPU time "
+            f"{time.process_time() / 60:.1f} min\n\n{table}\n")
+  plot_curves(rows, args.estimators, os.path.join(args.outdir, "curves.png"))
+  print(table, flush=True)
+  return table
+
+
+if __name__ == "__main__":
+  main()
