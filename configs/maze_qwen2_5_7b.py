@@ -18,11 +18,7 @@ shrinks batch, lengths and mesh to one step on one host (for a small checkpoint)
 import ml_collections
 
 from rlvr_jax.config_utils import parse_arg
-from rlvr_jax.rl.defaults import base_config
-
-ESTIMATORS_WITH_K = ("passk_full", "passk_bootstrap", "passk_analytical", "passk_combination",
-                     "passk_exceeding")
-
+from rlvr_jax.rl.defaults import advantage_block, base_config
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, ckpt="", estimator="grpo", k=4, seed=0, steps=400, max_response_len=4096,
@@ -45,9 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
               max_new_tokens=a.max_response_len, temperature=1.0, top_p=1.0, logprob_chunk=256)
   c.loss.update(eps_low=0.2, eps_high=0.28, agg="token-mean", kl_coef=0.0, entropy_coef=0.0)
   c.optimizer.update(lr=1e-6, warmup_steps=10)
-  c.advantage = ml_collections.ConfigDict({"name": a.estimator})
-  if a.estimator in ESTIMATORS_WITH_K:
-    c.advantage.k = a.k
+  c.advantage = advantage_block(a.estimator, a.k)
   c.eval.update(every=25, num_samples=32, temperature=1.0, top_p=0.95, batch_prompts=32)
   c.checkpoint.update(every=10, keep=3, async_save=True, export_hf=True)
   c.progress = False  # pod logs: one line a step is enough

@@ -15,11 +15,7 @@ and the prompt but shrinks everything else to one CPU step of a few rollouts.
 import ml_collections
 
 from rlvr_jax.config_utils import parse_arg
-from rlvr_jax.rl.defaults import base_config
-
-ESTIMATORS_WITH_K = ("passk_full", "passk_bootstrap", "passk_analytical", "passk_combination",
-                     "passk_exceeding")
-
+from rlvr_jax.rl.defaults import advantage_block, base_config
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, estimator="grpo", k=4, seed=0, steps=200, runlocal=False)
@@ -36,9 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
               top_p=1.0)
   c.loss.update(eps_low=0.2, eps_high=0.28, agg="token-mean", kl_coef=0.0, entropy_coef=0.0)
   c.optimizer.update(lr=1e-6, warmup_steps=10)
-  c.advantage = ml_collections.ConfigDict({"name": a.estimator})
-  if a.estimator in ESTIMATORS_WITH_K:
-    c.advantage.k = a.k
+  c.advantage = advantage_block(a.estimator, a.k)
   c.eval.update(every=20, num_samples=32, temperature=1.0, top_p=0.95, batch_prompts=32)
   c.checkpoint.update(every=20, keep=3, export_hf=True)
   if a.runlocal:

@@ -19,11 +19,7 @@ The train sizes stay (7,): there are only a few dozen distinct 5x5 mazes, too fe
 import ml_collections
 
 from rlvr_jax.config_utils import parse_arg
-from rlvr_jax.rl.defaults import base_config
-
-ESTIMATORS_WITH_K = ("passk_full", "passk_bootstrap", "passk_analytical", "passk_combination",
-                     "passk_exceeding")
-
+from rlvr_jax.rl.defaults import advantage_block, base_config
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, estimator="grpo", k=4, seed=0, steps=40, warmstart_steps=300, batch_prompts=16,
@@ -43,9 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
               max_new_tokens=32, temperature=1.0, top_p=1.0, logprob_chunk=64,
               recompute_old_logp=False)
   c.optimizer.update(lr=1e-4, warmup_steps=5)  # tiny model from scratch: far above the 7B's 1e-6
-  c.advantage = ml_collections.ConfigDict({"name": a.estimator})
-  if a.estimator in ESTIMATORS_WITH_K:
-    c.advantage.k = a.k
+  c.advantage = advantage_block(a.estimator, a.k)
   c.warmstart.update(steps=a.warmstart_steps, batch_size=32, log_every=25, load_dir=a.warmstart_dir)
   c.eval.update(every=20, num_samples=8, batch_prompts=32)
   c.checkpoint.update(every=10, keep=2)

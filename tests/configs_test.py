@@ -88,3 +88,16 @@ def test_qwen_7b_train_step_compiles_fsdp_from_abstract_shapes():
   assert per_device <= mem.argument_size_in_bytes < 1.001 * per_device
   # The state is donated: its buffers are reused for the new state.
   assert mem.alias_size_in_bytes > 0.999 * per_device
+
+
+@pytest.mark.parametrize("path", ["configs/maze_tiny.py", "configs/maze_smollm2.py",
+                                  "configs/countdown_smollm2.py", QWEN])
+def test_every_config_takes_k_only_for_estimators_that_have_one(path):
+  get_config = runpy.run_path(path)["get_config"]
+  ckpt = "ckpt=/c," if path == QWEN else ""
+  assert get_config(ckpt + "estimator=passk_analytical,k=8").advantage.to_dict() == {
+      "name": "passk_analytical", "k": 8}
+  assert get_config(ckpt + "estimator=pkpo,k=2").advantage.k == 2
+  assert "k" not in get_config(ckpt + "estimator=bbg,k=8").advantage
+  with pytest.raises(ValueError, match="unknown advantage estimator 'passk'"):
+    get_config(ckpt + "estimator=passk")

@@ -50,6 +50,11 @@ def names() -> list[str]:
   return sorted(REGISTRY)
 
 
+def defaults(name: str) -> dict[str, Any]:
+  """The parameters estimator `name` takes, with their default values."""
+  return dict(_estimator(name).defaults)
+
+
 def _estimator(name: str) -> _common.Estimator:
   if name not in REGISTRY:
     raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(names())}")

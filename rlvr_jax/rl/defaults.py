@@ -53,3 +53,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=3, async_save=True,
                                                 export_hf=False))
   return c
+
+
+def advantage_block(estimator: str, k: int) -> ml_collections.ConfigDict:
+  """The `advantage` block for `estimator`, with `k` where the estimator takes one."""
+  from rlvr_jax import advantages  # the registry says which estimators take k
+  block = ml_collections.ConfigDict({"name": estimator})
+  if "k" in advantages.defaults(estimator):
+    block.k = k
+  return block
