@@ -287,6 +287,12 @@ def test_greedy_equals_transformers_generate(smollm):
   # Log-probabilities of the decoded tokens against one teacher-forced forward pass.
   for r in range(len(_QUESTIONS)):
     n = int(out.lengths[r])
-    lp, ent, _ = _teacher_forced(params, cfg, tokens[r][mask[r] == 1], got[r, :n])
+    lp, _, logits = _teacher_forced(params, cfg, tokens[r][mask[r] == 1], got[r, :n])
     np.testing.assert_allclose(np.asarray(out.logprobs[r, :n]), lp, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(out.entropy[r, :n]), ent, atol=1e-4)
+    # Entropy sums over 49152 tokens, so it amplifies the float32 difference
+    # between cached and uncached logits: measured ~2.4e-4 against the float64
+    # entropy of the teacher-forced logits (the tiny-model tests hold 1e-4).
+    z = logits - logits.max(1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    ent64 = -np.sum(p * np.log(np.maximum(p, 1e-300)), axis=1)
+    np.testing.assert_allclose(np.asarray(out.entropy[r, :n]), ent64, atol=1e-3)
