@@ -18,9 +18,12 @@ gets the same count.
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _QUESTIONS = ["What is 2+2?", "Name three colors of the rainbow and explain where rainbows come from.",
               "Write a haiku about the sea.", "Why is the sky blue?",
