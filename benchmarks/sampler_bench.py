@@ -107,6 +107,7 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
       row[f"{name}_tok_s"] = round(batch * t_new / float(np.median(times)), 1)
       row[f"{name}_times_s"] = [round(t, 2) for t in times]
+      print(f"  batch {batch} {name}: {row[f'{name}_tok_s']} tok/s", file=sys.stderr, flush=True)
     row["fraction_of_ceiling"] = round(row["rlvr_jax_tok_s"] / ceiling, 3)
     if hf is not None:
       row["ratio"] = round(row["rlvr_jax_tok_s"] / row["transformers_tok_s"], 2)
