@@ -9,8 +9,8 @@ Two compiled programs per shape bucket:
   draws every row's first token from the shared last-position logits;
 - decode (R, S, T): a `lax.while_loop` that feeds the last token, draws the
   next, stops a row at its first EOS and leaves the loop once every row has
-  stopped. The cache is donated to it, and lives in the loop carry, so the
-  model's `dynamic_update_slice` writes it in place.
+  stopped. The cache is donated to it and lives in the loop carry as one
+  [R, K, S, Dh] buffer a layer, written in place (see `sampling_decode`).
 Prompt lengths are padded (on the left) to a power of two, at least 16, so a
 run compiles a handful of programs rather than one per batch.
 """
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from rlvr_jax import models, sharding
+from rlvr_jax import models, sampling_decode, sharding
 from rlvr_jax.sampling_ops import StepOut, check_controls, sample_step
 
 _MIN_BUCKET = 16
@@ -73,7 +73,7 @@ def _constrain_cache(cache: models.decoder.Cache) -> models.decoder.Cache:
                                              "mesh", "rules"))
 def _prefill(params, tokens_BxP, mask_BxP, key, *, cfg, num_samples, cache_len, controls,
              mesh, rules):
-  """Cache [L, R, S, ...] with the prompts in slots [0, P), first tokens, prompt lengths."""
+  """Per-layer caches and slot mask with the prompts in slots [0, P), first tokens, lengths."""
   with _maybe_mesh(mesh, rules):
     b, p = tokens_BxP.shape
     positions_BxP = jnp.maximum(jnp.cumsum(mask_BxP, axis=1) - 1, 0)
@@ -85,6 +85,7 @@ def _prefill(params, tokens_BxP, mask_BxP, key, *, cfg, num_samples, cache_len, 
     rep = lambda x, axis: jnp.repeat(x, num_samples, axis=axis)
     cache = _constrain_cache({"k": rep(cache["k"], 1), "v": rep(cache["v"], 1),
                               "mask": rep(cache["mask"], 0)})
+    cache = (sampling_decode.to_layer_caches(cache), cache["mask"])
     logits_RxV = sharding.constrain(rep(logits_BxV, 0), ("batch", "act_vocab"))
     first = sample_step(jax.random.fold_in(key, 0), logits_RxV, **dict(controls))
     prompt_len_R = rep(jnp.sum(mask_BxP, axis=1, dtype=jnp.int32), 0)
@@ -103,6 +104,7 @@ def _decode(params, cache, first: StepOut, prompt_len_R, key, *, cfg, max_new_to
   """
   with _maybe_mesh(mesh, rules):
     r, t = first.tokens_R.shape[0], max_new_tokens
+    layer_params = sampling_decode.split_layers(params)
     eos_E = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
     is_eos = lambda tok_R: jnp.any(tok_R[:, None] == eos_E[None, :], axis=1)
 
@@ -130,10 +132,14 @@ def _decode(params, cache, first: StepOut, prompt_len_R, key, *, cfg, max_new_to
       i, cache, last_R, done_R, bufs = c
       # Token i - 1 sits at position len + i - 1 and goes to cache slot P + i - 1.
       live_R = ~done_R
-      hidden_Rx1xD, cache = models.forward_hidden(
-          params, cfg, last_R[:, None], (prompt_len_R + i - 1)[:, None], live_R[:, None],
-          cache, prompt_slots + i - 1)
-      logits_RxV = models.logits(params, cfg, hidden_Rx1xD)[:, 0]
+      slot = prompt_slots + i - 1
+      layer_caches, mask_RxS = cache
+      mask_RxS = jax.lax.dynamic_update_slice(mask_RxS, live_R[:, None], (0, slot))
+      # Slots past `slot` are still unwritten (mask 0), so the mask alone is causal.
+      hidden_RxD, layer_caches = sampling_decode.step(
+          params, layer_params, cfg, last_R, prompt_len_R + i - 1, mask_RxS, layer_caches, slot)
+      cache = (layer_caches, mask_RxS)
+      logits_RxV = models.logits(params, cfg, hidden_RxD[:, None])[:, 0]
       out = sample_step(jax.random.fold_in(key, i), logits_RxV, **dict(controls))
       bufs = write(bufs, i, out, live_R)
       tok_R = jnp.where(live_R, out.tokens_R, pad_id)
