@@ -38,7 +38,8 @@ EXTRAS_REQUIRE = {
         "jupytext>=1.16",
     ],
     # Parity tests against transformers' PyTorch models only; rlvr_jax never imports torch.
-    "torch": ["torch==2.13.0"],
+    # accelerate: transformers needs it to load a GGUF file into a torch model.
+    "torch": ["torch==2.13.0", "accelerate>=1.0"],
     # Compile-for-TPU checks on a CPU host, and TPU pod runs.
     "tpu": ["libtpu==0.0.52"],  # the TPU compiler; tested with jax 0.10.2
 }
