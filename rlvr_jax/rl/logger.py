@@ -26,8 +26,10 @@ class MetricWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._jsonl = open(self.path, "a", encoding="utf-8")
     self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-    self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, disable=not progress,
+    self._bar_args = dict(total=total_steps, initial=initial_step, disable=not progress,
                           dynamic_ncols=True, desc="rl")
+    self._bar = None  # made when the RL loop starts, so warm start and compiles skew no ETA
+    self.progress = progress
 
   def write(self, step: int, scalars: dict[str, Any], phase: str = "train",
             histograms: dict[str, np.ndarray] | None = None) -> dict[str, float]:
@@ -41,13 +43,20 @@ class MetricWriter:
     self._tb.flush()
     return record
 
+  def start_progress(self) -> None:
+    """Starts the RL progress bar (its clock and ETA count from here)."""
+    if self._bar is None:
+      self._bar = tqdm.tqdm(**self._bar_args)
+
   def advance(self, n: int = 1, **postfix: float) -> None:
+    self.start_progress()
     shown = {k: f"{v:.3g}" for k, v in postfix.items() if isinstance(v, float) and math.isfinite(v)}
     self._bar.set_postfix(shown, refresh=False)
     self._bar.update(n)
 
   def close(self) -> None:
-    self._bar.close()
+    if self._bar is not None:
+      self._bar.close()
     self._tb.close()
     self._jsonl.close()
 

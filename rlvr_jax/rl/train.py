@@ -155,6 +155,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if rl_step == 0 and config.eval.at_start:
       do_eval(0)
     last: dict[str, float] = {}
+    writer.start_progress()
     while rl_step < rl.steps and not stop:
       t0 = time.perf_counter()
       rng, k_sample, k_adv, k_perm = jax.random.split(rng, 4)

@@ -15,6 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax.rl import data as data_lib
@@ -55,6 +56,8 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
                out_shardings=(state_sh, NamedSharding(mesh, PartitionSpec())), donate_argnums=0)
   stream = data_lib.Stream(train, seed=config.seed + 7919)
   chat = config.model.chat
+  bar = tqdm.tqdm(total=ws.steps, desc="warm start", disable=not writer.progress,
+                  dynamic_ncols=True, leave=False)
   for i in range(ws.steps):
     batch = sft_batch(task, tokenizer, stream.take(ws.batch_size), target_field=ws.target_field,
                       chat=chat, max_prompt_len=config.rl.max_prompt_len,
@@ -62,7 +65,11 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
                       eos_id=cfg.eos_ids[0])
     state, m = fn(state, jax.device_put(batch, batch_sharding))
     if (i + 1) % max(1, ws.log_every) == 0 or i + 1 == ws.steps:
-      writer.write(i + 1, {k: m[k] for k in ("loss", "entropy", "grad_norm")}, phase="warmstart")
+      rec = writer.write(i + 1, {k: m[k] for k in ("loss", "entropy", "grad_norm")},
+                         phase="warmstart")
+      bar.set_postfix(loss=f"{rec['loss']:.3g}", refresh=False)
+    bar.update(1)
+  bar.close()
   return state["params"]
 
 
