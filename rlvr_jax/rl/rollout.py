@@ -6,6 +6,7 @@ Host-side (numpy) bookkeeping lives here; the device work is `sampling.sample`.
 """
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,10 @@ class Rollouts:
   finished_R: np.ndarray
   responses: list[str]
   rewards_BxN: np.ndarray
+  # Of the generate() call(s) that made these rollouts: verifier wall time and counts.
+  verify_seconds: float = 0.0
+  verify_timeouts: int = 0
+  verify_errors: int = 0
 
   @property
   def num_samples(self) -> int:
@@ -89,14 +94,21 @@ class Rollouts:
         tokens_RxT=self.tokens_RxT[rows], mask_RxT=self.mask_RxT[rows],
         logprobs_RxT=self.logprobs_RxT[rows], entropy_RxT=self.entropy_RxT[rows],
         lengths_R=self.lengths_R[rows], finished_R=self.finished_R[rows],
-        responses=[self.responses[r] for r in rows], rewards_BxN=self.rewards_BxN[list(idx_b)])
+        responses=[self.responses[r] for r in rows], rewards_BxN=self.rewards_BxN[list(idx_b)],
+        verify_seconds=self.verify_seconds, verify_timeouts=self.verify_timeouts,
+        verify_errors=self.verify_errors)
 
 
 def concat(parts: Sequence[Rollouts]) -> Rollouts:
   fields = {}
   for f in dataclasses.fields(Rollouts):
     vals = [getattr(p, f.name) for p in parts]
-    fields[f.name] = sum(vals, []) if isinstance(vals[0], list) else np.concatenate(vals)
+    if isinstance(vals[0], list):
+      fields[f.name] = sum(vals, [])
+    elif isinstance(vals[0], np.ndarray):
+      fields[f.name] = np.concatenate(vals)
+    else:  # the verifier's time and counts add up
+      fields[f.name] = sum(vals)
   return Rollouts(**fields)
 
 
@@ -114,14 +126,18 @@ def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, k
           for k in ("tokens", "mask", "logprobs", "entropy", "lengths", "finished")}
   responses = decode(tokenizer, host["tokens"], host["lengths"], cfg.eos_ids)
   rep_examples = [ex for ex in examples for _ in range(num_samples)]
-  rewards_R, _ = tasks.verify_batch(task, responses, rep_examples, pool=pool)
+  t0 = time.perf_counter()
+  rewards_R, info = tasks.verify_batch(task, responses, rep_examples, pool=pool)
+  verify_seconds = time.perf_counter() - t0
   rewards_BxN = np.asarray(rewards_R, np.float32).reshape(len(examples), num_samples)
   return Rollouts(examples=list(examples), prompt_BxP=prompt_BxP, prompt_mask_BxP=mask_BxP,
                   tokens_RxT=host["tokens"].astype(np.int32), mask_RxT=host["mask"].astype(np.int32),
                   logprobs_RxT=host["logprobs"].astype(np.float32),
                   entropy_RxT=host["entropy"].astype(np.float32),
                   lengths_R=host["lengths"].astype(np.int32), finished_R=host["finished"].astype(bool),
-                  responses=responses, rewards_BxN=rewards_BxN)
+                  responses=responses, rewards_BxN=rewards_BxN, verify_seconds=verify_seconds,
+                  verify_timeouts=int(info.get("timeouts", 0)),
+                  verify_errors=int(info.get("errors", 0)))
 
 
 def train_batch(ro: Rollouts, adv_BxN: np.ndarray, valid_BxN: np.ndarray) -> dict[str, np.ndarray]:

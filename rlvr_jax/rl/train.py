@@ -199,7 +199,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       scalars, hists = stats.batch_metrics(ro, task, adv_BxN, valid_BxN)
       scalars.update({k: float(np.mean([u[k] for u in upd])) for k in upd[0]})
       total = time.perf_counter() - t0
-      scalars.update(time_sample_verify=t_sample, time_update=t_update, time_step=total,
+      t_verify = sum(p.verify_seconds for p in parts)
+      scalars.update(time_sample=t_sample - t_verify, time_verify=t_verify, time_update=t_update,
+                     time_step=total, verify_timeouts=sum(p.verify_timeouts for p in parts),
+                     verify_errors=sum(p.verify_errors for p in parts),
                      tokens_per_sec=float(ro.lengths_R.sum()) / max(total, 1e-9),
                      sampling_tries=len(parts), dyn_filled_groups=filled,
                      estimator_index=float(adv_cfg is not config.advantage),
