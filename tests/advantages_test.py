@@ -226,3 +226,23 @@ def test_standardize_tiny_and_nearly_equal_rewards():
   want = np.full((2, 8), -1 / math.sqrt(7))
   want[0, 0] = want[1, 1] = math.sqrt(7)
   np.testing.assert_allclose(adv, want, rtol=1e-5)
+
+
+def test_rewards_closer_than_float32_tiny_count_as_equal():
+  # CI's hypothesis run found [1e-45, 0, ...]: a subnormal spread that the CPU
+  # flushed to 0 while the float64 reference standardized it to +-2.47. Rows
+  # whose max - min is below float32's smallest normal count as constant on
+  # every platform; the reference applies the same rule.
+  tiny = np.finfo(np.float32).tiny
+  r = np.zeros((3, 8), np.float32)
+  r[0, 0] = 1e-45                                        # subnormal reward
+  r[1, :] = tiny
+  r[1, 0] = np.nextafter(tiny, np.float32(1))            # normal rewards, subnormal gap
+  r[2, 0] = tiny                                         # gap exactly tiny: live
+  for name, params in (("grpo", {"ddof": 1}), ("grpo", {"ddof": 0}), ("rloo", {}),
+                       ("dr_grpo", {})):
+    adv = np.asarray(advantages.compute(name, r, **params)[0])
+    want = reference.batched(name, r, **params)
+    assert np.all(adv[:2] == 0) and np.all(want[:2] == 0), name
+    np.testing.assert_allclose(adv, want, rtol=1e-5, atol=1e-30)
+  assert advantages.dynamic_sampling_mask(r).tolist() == [False, False, True]

@@ -11,3 +11,13 @@ if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Tests compare against float64 references; jax stays in float32 unless a test enables x64 itself.
+
+import hypothesis  # noqa: E402
+
+# The default suite replays the same examples on every run, so CI passes or
+# fails on the code, not on the draw. `pytest --hypothesis-profile=explore`
+# draws fresh examples (and more of them) to hunt for new failures.
+hypothesis.settings.register_profile("default", derandomize=True, print_blob=True)
+hypothesis.settings.register_profile("explore", derandomize=False, max_examples=500,
+                                     print_blob=True)
+hypothesis.settings.load_profile("default")

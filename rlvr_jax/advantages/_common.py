@@ -106,24 +106,35 @@ def masked_mean(x_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
   return total_B / jnp.maximum(n_B, 1)
 
 
+# Rewards closer than float32's smallest normal number count as equal. Their
+# difference would be subnormal, which CPUs and GPUs flush to 0 (or not) by
+# platform; this threshold gives the same answer everywhere.
+EQUAL_SPREAD = float(np.finfo(np.float32).tiny)
+
+
+def _spread(x_BxN: jax.Array, valid_BxN: jax.Array):
+  """(hi_B, lo_B, live_B): each row's valid max and min, and max - min >= EQUAL_SPREAD."""
+  hi_B = jnp.max(jnp.where(valid_BxN, x_BxN, -jnp.inf), axis=-1)
+  lo_B = jnp.min(jnp.where(valid_BxN, x_BxN, jnp.inf), axis=-1)
+  return hi_B, lo_B, (hi_B - lo_B) >= EQUAL_SPREAD
+
+
 def is_constant(x_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
   """True for problems whose valid values are all equal (or that have none).
 
-  Compared exactly with max == min, not std == 0: float32 means of equal
-  non-dyadic rewards (0.1, 0.1, 0.1) leave ~1e-9 deviations, and dividing those
-  by their own tiny std would invent +-1 advantages.
+  Compared by range (max - min < EQUAL_SPREAD), not std == 0: float32 means of
+  equal non-dyadic rewards (0.1, 0.1, 0.1) leave ~1e-9 deviations, and dividing
+  those by their own tiny std would invent +-1 advantages.
   """
-  hi_B = jnp.max(jnp.where(valid_BxN, x_BxN, -jnp.inf), axis=-1)
-  lo_B = jnp.min(jnp.where(valid_BxN, x_BxN, jnp.inf), axis=-1)
-  return ~(hi_B > lo_B)
+  return ~_spread(x_BxN, valid_BxN)[2]
 
 
 def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0) -> jax.Array:
   """(x - mean) / std over each row's valid entries; 0 where the row is constant.
 
   Rows with fewer than ddof + 1 valid entries also get 0; invalid entries get 0.
-  A row whose range overflows float32 (|x| ~1e38) gives NaN, loudly; subnormal
-  values (< 1.2e-38) read as 0 on CPUs that flush them.
+  A row whose range overflows float32 (|x| ~1e38) gives NaN, loudly; a row
+  whose range is below EQUAL_SPREAD counts as constant.
   """
   n_B = jnp.sum(valid_BxN, axis=-1).astype(jnp.float32)
   dof_B = n_B - ddof
@@ -131,9 +142,8 @@ def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0) -> jax.Ar
   # min and range: x - min is exact for nearby values (1 vs 1 + 1e-7 would lose
   # their deviation in a float32 mean), and tiny rewards (hypothesis found
   # 1.2e-38) would give subnormal means that the CPU flushes to 0.
-  hi_B = jnp.max(jnp.where(valid_BxN, x_BxN, -jnp.inf), axis=-1)
-  lo_B = jnp.min(jnp.where(valid_BxN, x_BxN, jnp.inf), axis=-1)
-  live_B = (hi_B > lo_B) & (dof_B > 0)
+  hi_B, lo_B, live_B = _spread(x_BxN, valid_BxN)
+  live_B &= dof_B > 0
   range_B = jnp.where(live_B, hi_B - lo_B, 1.0)
   lo_B = jnp.where(live_B, lo_B, 0.0)
   unit_BxN = jnp.where(valid_BxN, (x_BxN - lo_B[:, None]) / range_B[:, None], 0.0)

@@ -11,20 +11,28 @@ import math
 
 import numpy as np
 
+# Same rule as rlvr_jax.advantages._common.EQUAL_SPREAD: rewards closer than
+# float32's smallest normal number count as equal.
+EQUAL_SPREAD = float(np.finfo(np.float32).tiny)
+
+
+def _constant(r):
+  return r.max() - r.min() < EQUAL_SPREAD
+
 
 def grpo(r, ddof=0):
-  if r.max() == r.min() or len(r) - ddof <= 0:
+  if _constant(r) or len(r) - ddof <= 0:
     return np.zeros_like(r)
   return (r - r.mean()) / r.std(ddof=ddof)
 
 
 def dr_grpo(r):
-  return np.zeros_like(r) if r.max() == r.min() else r - r.mean()
+  return np.zeros_like(r) if _constant(r) else r - r.mean()
 
 
 def rloo(r):
   n = len(r)
-  if n < 2 or r.max() == r.min():
+  if n < 2 or _constant(r):
     return np.zeros_like(r)
   return r - (r.sum() - r) / (n - 1)
 
