@@ -18,7 +18,8 @@ shrinks batch, lengths and mesh to one step on one host (for a small checkpoint)
 import ml_collections
 
 from rlvr_jax.config_utils import parse_arg
-from rlvr_jax.rl.defaults import advantage_block, base_config
+from rlvr_jax.rl.defaults import (advantage_block, base_config, paper_maze_data,
+                                  paper_settings)
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, ckpt="", estimator="grpo", k=4, seed=0, steps=400, max_response_len=4096,
@@ -28,30 +29,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      "--config=configs/maze_qwen2_5_7b.py:ckpt=/ckpt/Qwen2.5-7B-Instruct")
   c = base_config()
   c.seed = a.seed
-  c.task.name = "maze"
-  c.data.splits = {"num_train": 20000, "num_test": 256, "seed": 1234, "loop_prob": 0.1,
-                   "train_sizes": (9, 11, 13, 15), "test_sizes": tuple(range(7, 22, 2))}
-  c.data.eval_group_key = "size"
-  c.model.update(source="checkpoint", path=a.ckpt, chat=True, dtype="bfloat16",
-                 param_dtype="float32", remat="full")
+  paper_maze_data(c, num_train=20000, runlocal=a.runlocal)
+  c.advantage = advantage_block(a.estimator, a.k)
+  paper_settings(c, path=a.ckpt, steps=a.steps, micro_batches=a.micro_batches,
+                 max_prompt_len=2048, max_new_tokens=a.max_response_len, eval_every=25,
+                 checkpoint_every=10, remat="full", runlocal=a.runlocal)
+  c.rl.logprob_chunk = 256
   # Every device shards both the parameters (fsdp) and the rollout rows (data x fsdp).
   c.mesh.update(data=1, fsdp=-1, tensor=a.tensor)
-  c.rl.update(steps=a.steps, batch_prompts=128, num_samples=32, mini_batch_prompts=32,
-              micro_batches=a.micro_batches, max_prompt_len=2048,
-              max_new_tokens=a.max_response_len, temperature=1.0, top_p=1.0, logprob_chunk=256)
-  c.loss.update(eps_low=0.2, eps_high=0.28, agg="token-mean", kl_coef=0.0, entropy_coef=0.0)
-  c.optimizer.update(lr=1e-6, warmup_steps=10)
-  c.advantage = advantage_block(a.estimator, a.k)
-  c.eval.update(every=25, num_samples=32, temperature=1.0, top_p=0.95, batch_prompts=32)
-  c.checkpoint.update(every=10, keep=3, async_save=True, export_hf=True)
   c.progress = False  # pod logs: one line a step is enough
   if a.runlocal:  # one small step on one host (pair it with a small ckpt, e.g. Qwen2.5-0.5B)
-    c.data.splits.update(num_train=16, num_test=2, train_sizes=(5,), test_sizes=(5,))
-    c.model.update(dtype="float32", remat="none")
     c.mesh.update(data=-1, fsdp=1, tensor=1)
-    c.rl.update(steps=1, batch_prompts=4, num_samples=2, mini_batch_prompts=4, micro_batches=1,
-                max_prompt_len=512, max_new_tokens=16, logprob_chunk=16)
-    c.eval.update(every=0, at_start=False, at_end=False)
-    c.checkpoint.update(every=1, keep=1, export_hf=False)
+    c.rl.update(steps=1, logprob_chunk=16)
     c.progress = True
   return c

@@ -101,3 +101,51 @@ def test_every_config_takes_k_only_for_estimators_that_have_one(path):
   assert "k" not in get_config(ckpt + "estimator=bbg,k=8").advantage
   with pytest.raises(ValueError, match="unknown advantage estimator 'passk'"):
     get_config(ckpt + "estimator=passk")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+  return out
+
+
+# What each config passes to defaults.paper_settings, and what its runlocal adds on top.
+PAPER_CONFIGS = {
+    "configs/maze_smollm2.py": ("", dict(eval=20, ckpt=20, prompt=1024, prompt_local=512),
+                                {"data.splits.train_sizes": (5,), "data.splits.test_sizes": (5,)}),
+    "configs/countdown_smollm2.py": ("", dict(eval=20, ckpt=20, prompt=256, prompt_local=256), {}),
+    QWEN: ("ckpt=/c,", dict(eval=25, ckpt=10, prompt=2048, prompt_local=512),
+           {"data.splits.train_sizes": (5,), "data.splits.test_sizes": (5,), "model.remat": "none",
+            "rl.logprob_chunk": 16, "mesh.data": -1, "mesh.fsdp": 1, "progress": True}),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PAPER_CONFIGS))
+def test_paper_configs_hold_the_paper_settings_and_one_runlocal_shrink(path):
+  ckpt, n, local_extra = PAPER_CONFIGS[path]
+  get_config = runpy.run_path(path)["get_config"]
+  full, local = _flat(get_config(ckpt).to_dict()), _flat(get_config(ckpt + "runlocal").to_dict())
+  # PAPERS.md section 2: the Pass@k Training paper's RL and evaluation settings.
+  paper = {"rl.batch_prompts": 128, "rl.mini_batch_prompts": 32, "rl.num_samples": 32,
+           "rl.temperature": 1.0, "rl.top_p": 1.0, "loss.eps_low": 0.2, "loss.eps_high": 0.28,
+           "loss.agg": "token-mean", "loss.kl_coef": 0.0, "loss.entropy_coef": 0.0,
+           "optimizer.lr": 1e-6, "optimizer.warmup_steps": 10, "eval.num_samples": 32,
+           "eval.temperature": 1.0, "eval.top_p": 0.95}
+  ours = {"model.source": "checkpoint", "model.chat": True, "model.dtype": "bfloat16",
+          "model.param_dtype": "float32", "rl.max_prompt_len": n["prompt"],
+          "eval.every": n["eval"], "eval.batch_prompts": 32, "checkpoint.every": n["ckpt"],
+          "checkpoint.keep": 3, "checkpoint.export_hf": True}
+  assert {k: full[k] for k in {**paper, **ours}} == {**paper, **ours}
+  if "maze" in path:  # PAPERS.md section 3: train sizes 9..15, test sizes 7..21 (odd)
+    assert (full["data.splits.train_sizes"], full["data.splits.test_sizes"],
+            full["data.eval_group_key"]) == ((9, 11, 13, 15), (7, 9, 11, 13, 15, 17, 19, 21), "size")
+  # runlocal changes exactly these keys and nothing else.
+  shrink = {"data.splits.num_train": 16, "data.splits.num_test": 2, "model.dtype": "float32",
+            "rl.steps": 1, "rl.batch_prompts": 4, "rl.num_samples": 2, "rl.mini_batch_prompts": 4,
+            "rl.micro_batches": 1, "rl.max_prompt_len": n["prompt_local"], "rl.max_new_tokens": 16,
+            "eval.every": 0, "eval.at_start": False, "eval.at_end": False, "checkpoint.every": 1,
+            "checkpoint.keep": 1, "checkpoint.export_hf": False, **local_extra}
+  assert local.keys() == full.keys()
+  assert {k: v for k, v in local.items() if full[k] != v} == {
+      k: v for k, v in shrink.items() if full[k] != v}

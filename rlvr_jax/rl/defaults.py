@@ -62,3 +62,48 @@ def advantage_block(estimator: str, k: int) -> ml_collections.ConfigDict:
   if "k" in advantages.defaults(estimator):
     block.k = k
   return block
+
+
+def paper_maze_data(c: ml_collections.ConfigDict, *, num_train: int,
+                    runlocal: bool = False) -> None:
+  """The paper's Maze data (PAPERS.md section 3) on `c`, in place: train sizes 9..15, test sizes
+  7..21 (odd), evaluation per size; 256 test mazes, seed 1234, 10% loops are ours. `runlocal`:
+  5x5 mazes only."""
+  from rlvr_jax.tasks import maze
+  c.task.name = "maze"
+  c.data.splits = {"num_train": num_train, "num_test": 256, "seed": 1234, "loop_prob": 0.1,
+                   "train_sizes": maze.TRAIN_SIZES, "test_sizes": maze.TEST_SIZES}
+  c.data.eval_group_key = "size"
+  if runlocal:
+    c.data.splits.update(train_sizes=(5,), test_sizes=(5,))
+
+
+def paper_settings(c: ml_collections.ConfigDict, *, path: str, steps: int, micro_batches: int,
+                   max_prompt_len: int, max_new_tokens: int, eval_every: int,
+                   checkpoint_every: int, remat: str = "none", runlocal: bool = False) -> None:
+  """Sets the Pass@k Training paper's settings (PAPERS.md section 2) on `c`, in place.
+
+  The paper: 128 prompts a step, mini-batches of 32 prompts, 32 rollouts each at temperature
+  1.0, clip-higher eps 0.2 / 0.28, token-mean loss, no KL, no entropy bonus, lr 1e-6 with 10
+  warm-up steps; evaluation of 32 samples a problem at temperature 1.0, top_p 0.95. Ours around
+  it: the policy is the checkpoint at `path` with its chat template, bfloat16 compute over
+  float32 master weights; keep 3 checkpoints and export the last as HF. `runlocal` shrinks it
+  to one CPU step of 4 prompts x 2 rollouts of 16 tokens (prompts up to 512), 16 train and 2
+  test examples, no evaluation; call it after setting `c.data.splits`.
+  """
+  c.model.update(source="checkpoint", path=path, chat=True, dtype="bfloat16",
+                 param_dtype="float32", remat=remat)
+  c.rl.update(steps=steps, batch_prompts=128, num_samples=32, mini_batch_prompts=32,
+              micro_batches=micro_batches, max_prompt_len=max_prompt_len,
+              max_new_tokens=max_new_tokens, temperature=1.0, top_p=1.0)
+  c.loss.update(eps_low=0.2, eps_high=0.28, agg="token-mean", kl_coef=0.0, entropy_coef=0.0)
+  c.optimizer.update(lr=1e-6, warmup_steps=10)
+  c.eval.update(every=eval_every, num_samples=32, temperature=1.0, top_p=0.95, batch_prompts=32)
+  c.checkpoint.update(every=checkpoint_every, keep=3, export_hf=True)
+  if runlocal:
+    c.data.splits.update(num_train=16, num_test=2)
+    c.model.update(dtype="float32", remat="none")  # CPUs have no fast bfloat16
+    c.rl.update(steps=min(steps, 1), batch_prompts=4, num_samples=2, mini_batch_prompts=4,
+                micro_batches=1, max_prompt_len=min(max_prompt_len, 512), max_new_tokens=16)
+    c.eval.update(every=0, at_start=False, at_end=False)
+    c.checkpoint.update(every=1, keep=1, export_hf=False)
