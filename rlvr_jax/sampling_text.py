@@ -21,6 +21,30 @@ def _is_hf(tokenizer: Any) -> bool:
   return hasattr(tokenizer, "apply_chat_template")
 
 
+def left_pad(ids_B: Sequence[Sequence[int]], pad_id: int, *, multiple: int = 1,
+             max_len: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """[B, P] int32 ids and mask with each row flush right. P is the longest row rounded up to
+  `multiple` (few distinct P, so few compiles), capped at `max_len`; a longer row is an error."""
+  if not ids_B:
+    raise ValueError("no prompts given")
+  if multiple < 1:
+    raise ValueError(f"multiple must be >= 1, got {multiple}")
+  longest = max(len(x) for x in ids_B)
+  if max_len is not None and longest > max_len:
+    raise ValueError(f"a prompt has {longest} tokens, more than max_len={max_len} "
+                     "(rl.max_prompt_len in a trainer config)")
+  length = -(-longest // multiple) * multiple
+  if max_len is not None:
+    length = min(max_len, length)
+  tokens_BxP = np.full((len(ids_B), length), pad_id, np.int32)
+  mask_BxP = np.zeros((len(ids_B), length), np.int32)
+  for b, ids in enumerate(ids_B):
+    if ids:  # an empty row stays all padding
+      tokens_BxP[b, length - len(ids):] = ids
+      mask_BxP[b, length - len(ids):] = 1
+  return tokens_BxP, mask_BxP
+
+
 def encode_prompts(tokenizer: Any, prompts: Sequence[str | Messages], *, chat: bool,
                    pad_id: int) -> tuple[np.ndarray, np.ndarray]:
   """Left-padded token ids and mask [B, P] for prompts (strings or chat message lists)."""
@@ -43,13 +67,7 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str | Messages], *, chat: b
     if not row:
       raise ValueError(f"prompt {i} encodes to no tokens")
     ids.append(row)
-  p = max(len(r) for r in ids)
-  tokens_BxP = np.full((len(ids), p), pad_id, np.int32)
-  mask_BxP = np.zeros((len(ids), p), np.int32)
-  for b, row in enumerate(ids):
-    tokens_BxP[b, p - len(row):] = row
-    mask_BxP[b, p - len(row):] = 1
-  return tokens_BxP, mask_BxP
+  return left_pad(ids, pad_id)
 
 
 def decode_responses(tokenizer: Any, out: SampleOutput) -> list[str]:

@@ -14,6 +14,10 @@ import jax
 import numpy as np
 
 from rlvr_jax import sampling, tasks
+from rlvr_jax.sampling_text import left_pad
+
+# Prompts are padded to a multiple of this: few distinct prompt lengths, so few compiles.
+PROMPT_MULTIPLE = 16
 
 
 def encode_prompt(task: Any, tokenizer: Any, example: Any, chat: bool) -> list[int]:
@@ -25,23 +29,6 @@ def encode_prompt(task: Any, tokenizer: Any, example: Any, chat: bool) -> list[i
     # be its keys.
     return [int(i) for i in (ids["input_ids"] if hasattr(ids, "keys") else ids)]
   return tokenizer.encode(task.prompt_text(example), add_bos=True)
-
-
-def left_pad(ids_B: Sequence[Sequence[int]], max_len: int, pad_id: int,
-             multiple: int = 16) -> tuple[np.ndarray, np.ndarray]:
-  """[B, P] int32 ids and mask, left-padded to the longest prompt rounded up to `multiple`
-  (few distinct P, so few compiles) and at most `max_len`; a longer prompt is a ValueError."""
-  longest = max(len(x) for x in ids_B)
-  if longest > max_len:
-    raise ValueError(f"a prompt has {longest} tokens, more than rl.max_prompt_len={max_len}")
-  length = min(max_len, -(-longest // multiple) * multiple)
-  tok_BxP = np.full((len(ids_B), length), pad_id, np.int32)
-  mask_BxP = np.zeros((len(ids_B), length), np.int32)
-  for b, ids in enumerate(ids_B):
-    if ids:
-      tok_BxP[b, length - len(ids):] = ids
-      mask_BxP[b, length - len(ids):] = 1
-  return tok_BxP, mask_BxP
 
 
 def decode(tokenizer: Any, tokens_RxT: np.ndarray, lengths_R: np.ndarray,
@@ -118,7 +105,8 @@ def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, k
              rules: Any = None) -> Rollouts:
   """Samples `num_samples` responses per example and scores them with the task's verifier."""
   ids_B = [encode_prompt(task, tokenizer, ex, chat) for ex in examples]
-  prompt_BxP, mask_BxP = left_pad(ids_B, max_prompt_len, cfg.pad_id)
+  prompt_BxP, mask_BxP = left_pad(ids_B, cfg.pad_id, multiple=PROMPT_MULTIPLE,
+                                max_len=max_prompt_len)
   out = sampling.sample(params, cfg, prompt_BxP, mask_BxP, key, num_samples=num_samples,
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         eos_ids=tuple(cfg.eos_ids), pad_id=cfg.pad_id, mesh=mesh, rules=rules)

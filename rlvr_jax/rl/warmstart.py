@@ -26,7 +26,8 @@ def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, c
               max_prompt_len: int, max_new_tokens: int, pad_id: int, eos_id: int) -> dict:
   """Rows prompt + target + EOS, the target (and EOS) as loss tokens."""
   ids_B = [rollout.encode_prompt(task, tokenizer, ex, chat) for ex in examples]
-  prompt_BxP, pmask_BxP = rollout.left_pad(ids_B, max_prompt_len, pad_id)
+  prompt_BxP, pmask_BxP = rollout.left_pad(ids_B, pad_id, multiple=rollout.PROMPT_MULTIPLE,
+                                             max_len=max_prompt_len)
   b = len(examples)
   resp_BxT = np.full((b, max_new_tokens), pad_id, np.int32)
   rmask_BxT = np.zeros((b, max_new_tokens), np.int32)
