@@ -10,6 +10,7 @@ come from `maze.make_splits` (train/test disjoint by grid), countdown from
 of bytes / numpy values; `to_example` turns one into the task's plain dict.
 """
 
+import abc
 import dataclasses
 from typing import Any
 
@@ -42,60 +43,70 @@ class CountdownConfig(tfds.core.BuilderConfig):
   max_numbers: int = 4
 
 
-class RlvrMaze(tfds.core.GeneratorBasedBuilder):
+class _TaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """What the task builders share: version, source path, and one record a row of each split.
+
+  A builder states its features (`_features`) and its splits' rows (`_split_rows`, from
+  `self.builder_config`); the record keys are the row indices.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  code_path = _CODE_PATH
+
+  @abc.abstractmethod
+  def _features(self) -> dict[str, tfds.features.FeatureConnector]:
+    """The record's fields."""
+
+  @abc.abstractmethod
+  def _split_rows(self) -> dict[str, list[dict]]:
+    """Split name -> its rows (dicts with the `_features` keys)."""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(builder=self,
+                                 features=tfds.features.FeaturesDict(self._features()))
+
+  def _split_generators(self, dl_manager: Any) -> dict:
+    return {name: self._generate_examples(rows) for name, rows in self._split_rows().items()}
+
+  def _generate_examples(self, rows: list[dict]):
+    for i, row in enumerate(rows):
+      yield i, row
+
+
+class RlvrMaze(_TaskBuilder):
   """The Maze task: train sizes 9..15, test sizes 7..21, no grid in both splits."""
 
   name = "rlvr_maze"
-  VERSION = tfds.core.Version("1.0.0")
-  code_path = _CODE_PATH
   BUILDER_CONFIGS = [MazeConfig(name="default"),
                      MazeConfig(name="tiny", num_train=64, num_test=16)]
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "grid": tfds.features.Text(),
-        "size": tfds.features.Scalar(np.int32),
-        "solution": tfds.features.Text(),
-    }))
+  def _features(self) -> dict[str, tfds.features.FeatureConnector]:
+    return {"grid": tfds.features.Text(), "size": tfds.features.Scalar(np.int32),
+            "solution": tfds.features.Text()}
 
-  def _split_generators(self, dl_manager: Any) -> dict:
+  def _split_rows(self) -> dict[str, list[dict]]:
     c = self.builder_config
-    splits = maze.make_splits(c.num_train, c.num_test, c.seed, c.loop_prob)
-    return {name: self._generate_examples(rows) for name, rows in splits.items()}
-
-  def _generate_examples(self, rows: list[dict]):
-    for i, row in enumerate(rows):
-      yield i, row
+    return maze.make_splits(c.num_train, c.num_test, c.seed, c.loop_prob)
 
 
-class RlvrCountdown(tfds.core.GeneratorBasedBuilder):
+class RlvrCountdown(_TaskBuilder):
   """Countdown problems: 3-4 numbers in 1..100, a reachable target in 1..1000."""
 
   name = "rlvr_countdown"
-  VERSION = tfds.core.Version("1.0.0")
-  code_path = _CODE_PATH
   BUILDER_CONFIGS = [CountdownConfig(name="default"),
                      CountdownConfig(name="tiny", num_train=64, num_test=16)]
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "numbers": tfds.features.Tensor(shape=(None,), dtype=np.int32),
-        "target": tfds.features.Scalar(np.int32),
-        "solution": tfds.features.Text(),
-    }))
+  def _features(self) -> dict[str, tfds.features.FeatureConnector]:
+    return {"numbers": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+            "target": tfds.features.Scalar(np.int32), "solution": tfds.features.Text()}
 
-  def _split_generators(self, dl_manager: Any) -> dict:
+  def _split_rows(self) -> dict[str, list[dict]]:
     c = self.builder_config
-    out = {}
-    for split_id, (name, num) in enumerate((("train", c.num_train), ("test", c.num_test))):
-      rng = np.random.default_rng([c.seed, split_id])
-      rows = countdown.generate(num, rng, (c.min_numbers, c.max_numbers))
-      out[name] = self._generate_examples(rows)
-    return out
-
-  def _generate_examples(self, rows: list[dict]):
-    for i, row in enumerate(rows):
-      yield i, row
+    # One RNG stream a split, so the test set does not depend on num_train.
+    return {name: countdown.generate(num, np.random.default_rng([c.seed, split_id]),
+                                     (c.min_numbers, c.max_numbers))
+            for split_id, (name, num) in enumerate((("train", c.num_train),
+                                                    ("test", c.num_test)))}
 
 
 _BUILDERS = {"rlvr_maze": RlvrMaze, "rlvr_countdown": RlvrCountdown}
