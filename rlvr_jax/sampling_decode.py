@@ -3,9 +3,9 @@
 Letters: R rows, S cache slots, D model width, H query heads, K key/value
 heads, G = H / K, Dh head width, L layers.
 
-Same math as `models.forward_hidden` with a cache and T = 1 (the tests check
-tokens and log-probabilities against it); written apart for speed, because a
-layer scan over the stacked [L, R, S, K, Dh] cache copies each layer's keys
+The layer math is the model's own (`models.decoder.layer`); what differs from
+`models.forward_hidden` with a cache is where keys and values live, for speed.
+A layer scan over the stacked [L, R, S, K, Dh] cache copies each layer's keys
 and values out of the carry every step, and slices each layer's weights. Here:
 - weights come as a list of per-layer dicts (split once a call, `split_layers`);
 - each layer's cache is its own buffer laid out [R, K, S, Dh], so both
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from rlvr_jax import models
-from rlvr_jax.models import layers
+from rlvr_jax.models import decoder, layers
 from rlvr_jax.sharding import constrain
 
 LayerCaches = tuple[tuple[jax.Array, ...], tuple[jax.Array, ...]]  # (keys, values), each [R,K,S,Dh]
@@ -31,7 +31,11 @@ _CACHE_AXES = ("cache_batch", "kv_heads", "cache_seq", "head_dim")
 def split_layers(params: dict[str, Any]) -> list[dict[str, jax.Array]]:
   """Per-layer weight dicts (copies of the stacked [L, ...] leaves); call inside jit."""
   n = jax.tree.leaves(params["layers"])[0].shape[0]
-  return [jax.tree.map(lambda x, l=l: x[l], params["layers"]) for l in range(n)]
+  split = [jax.tree.map(lambda x, l=l: x[l], params["layers"]) for l in range(n)]
+  # Without the barrier XLA sank some of these slices into the decode loop and
+  # copied those layers' weights out of the stack on every step (a profile of
+  # SmolLM2 at 16 rows showed 14 weight copies a step).
+  return jax.lax.optimization_barrier(split)
 
 
 def to_layer_caches(cache: dict[str, jax.Array]) -> LayerCaches:
@@ -39,6 +43,20 @@ def to_layer_caches(cache: dict[str, jax.Array]) -> LayerCaches:
   split = lambda c: tuple(constrain(jnp.swapaxes(c[l], 1, 2), _CACHE_AXES)
                           for l in range(c.shape[0]))
   return split(cache["k"]), split(cache["v"])
+
+
+def _cached_attention(q_Rx1xHxDh: jax.Array, keys_RxKxSxDh: jax.Array,
+                      values_RxKxSxDh: jax.Array, allowed_RxS: jax.Array) -> jax.Array:
+  """`layers.attention` for one query a row over a [R, K, S, Dh] cache."""
+  r, _, h, dh = q_Rx1xHxDh.shape
+  k_heads = keys_RxKxSxDh.shape[1]
+  q_RxKxGxDh = q_Rx1xHxDh.reshape(r, k_heads, h // k_heads, dh)
+  scores = jnp.einsum("rkgd,rksd->rkgs", q_RxKxGxDh, keys_RxKxSxDh.astype(q_Rx1xHxDh.dtype),
+                      preferred_element_type=jnp.float32) / math.sqrt(dh)
+  scores = jnp.where(allowed_RxS[:, None, None], scores, jnp.finfo(jnp.float32).min)
+  probs = jax.nn.softmax(scores, axis=-1).astype(q_Rx1xHxDh.dtype)
+  out = jnp.einsum("rkgs,rksd->rkgd", probs, values_RxKxSxDh.astype(q_Rx1xHxDh.dtype))
+  return out.reshape(r, 1, h, dh)
 
 
 def step(params: dict[str, Any], layer_params: list[dict[str, jax.Array]],
@@ -49,37 +67,19 @@ def step(params: dict[str, Any], layer_params: list[dict[str, jax.Array]],
 
   `allowed_RxS` marks the slots each row attends to (its own slot included).
   """
-  dt = cfg.jnp_dtype
-  r = tokens_R.shape[0]
-  k_heads, g, dh = cfg.num_kv_heads, cfg.num_heads // cfg.num_kv_heads, cfg.head_dim
   cos, sin = layers.rope_angles(positions_R[:, None], cfg)  # [R, 1, Dh/2]
-  rope = lambda x_RxNxDh: layers.apply_rope(x_RxNxDh[:, None], cos, sin)[:, 0]
-  x = constrain(params["embed"].astype(dt)[tokens_R], ("batch", "act_embed"))
+  x = params["embed"].astype(cfg.jnp_dtype)[tokens_R][:, None]
+  x = constrain(x, ("batch", "length", "act_embed"))
   keys, values = list(caches[0]), list(caches[1])
   for l, p in enumerate(layer_params):
-    w = lambda name, p=p: p[name].astype(dt)
-    h = layers.rms_norm(x, p["attn_norm"], cfg.rms_eps)
-    q = jnp.einsum("rd,dhk->rhk", h, w("q"))
-    k = jnp.einsum("rd,dhk->rhk", h, w("k"))
-    v = jnp.einsum("rd,dhk->rhk", h, w("v"))
-    if cfg.qkv_bias:
-      q, k, v = q + w("q_bias"), k + w("k_bias"), v + w("v_bias")
-    q = constrain(rope(q), ("batch", "act_heads", None))
-    k = constrain(rope(k), ("batch", "act_kv_heads", None))
-    ck = jax.lax.dynamic_update_slice(keys[l], k[:, :, None].astype(keys[l].dtype),
-                                      (0, 0, slot, 0))
-    cv = jax.lax.dynamic_update_slice(values[l], v[:, :, None].astype(values[l].dtype),
-                                      (0, 0, slot, 0))
-    keys[l], values[l] = ck, cv
-    scores = jnp.einsum("rkgd,rksd->rkgs", q.reshape(r, k_heads, g, dh), ck.astype(dt),
-                        preferred_element_type=jnp.float32) / math.sqrt(dh)
-    scores = jnp.where(allowed_RxS[:, None, None], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    a = jnp.einsum("rkgs,rksd->rkgd", probs, cv.astype(dt)).reshape(r, k_heads * g, dh)
-    x = constrain(x + jnp.einsum("rhk,hkd->rd", a, w("o")), ("batch", "act_embed"))
-    h = layers.rms_norm(x, p["mlp_norm"], cfg.rms_eps)
-    m = jax.nn.silu(jnp.einsum("rd,df->rf", h, w("gate"))) * jnp.einsum("rd,df->rf", h, w("up"))
-    m = constrain(m, ("batch", "act_mlp"))
-    x = constrain(x + jnp.einsum("rf,fd->rd", m, w("down")), ("batch", "act_embed"))
-  x = layers.rms_norm(x, params["final_norm"], cfg.rms_eps)
+
+    def attend(q, k, v, ck=keys[l], cv=values[l]):
+      # [R, 1, K, Dh] -> [R, K, 1, Dh], written at `slot` in place.
+      put = lambda c, x: jax.lax.dynamic_update_slice(
+          c, jnp.swapaxes(x, 1, 2).astype(c.dtype), (0, 0, slot, 0))
+      ck, cv = put(ck, k), put(cv, v)
+      return _cached_attention(q, ck, cv, allowed_RxS), (ck, cv)
+
+    x, (keys[l], values[l]) = decoder.layer(cfg, x, p, cos, sin, attend)
+  x = layers.rms_norm(x[:, 0], params["final_norm"], cfg.rms_eps)
   return x, (tuple(keys), tuple(values))

@@ -97,9 +97,14 @@ def init_cache(cfg: ModelConfig, batch_size: int, max_len: int) -> Cache:
           "mask": jnp.zeros((batch_size, max_len), jnp.bool_)}
 
 
-def _block(cfg: ModelConfig, x_BxTxD: jax.Array, p: Params, cos: jax.Array, sin: jax.Array,
-           kv_fn: Any) -> tuple[jax.Array, Any]:
-  """One pre-norm layer. `kv_fn(k, v)` returns keys/values to attend, mask, aux."""
+def layer(cfg: ModelConfig, x_BxTxD: jax.Array, p: Params, cos: jax.Array, sin: jax.Array,
+          attend: Any) -> tuple[jax.Array, Any]:
+  """One pre-norm layer, the only copy of its math (training, prefill and decode).
+
+  `attend(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh)` (after RoPE) stores the new keys
+  and values wherever its caller keeps them and returns the attention output
+  [B, T, H, Dh] and an aux value (e.g. the updated cache), passed through.
+  """
   dt = cfg.jnp_dtype
   w = lambda name: p[name].astype(dt)
   h = layers.rms_norm(x_BxTxD, p["attn_norm"], cfg.rms_eps)
@@ -110,8 +115,7 @@ def _block(cfg: ModelConfig, x_BxTxD: jax.Array, p: Params, cos: jax.Array, sin:
     q, k, v = q + w("q_bias"), k + w("k_bias"), v + w("v_bias")
   q = constrain(layers.apply_rope(q, cos, sin), ("batch", "length", "act_heads", None))
   k = constrain(layers.apply_rope(k, cos, sin), ("batch", "length", "act_kv_heads", None))
-  keys, values, allowed_BxTxS, aux = kv_fn(k, v)
-  a = layers.attention(q, keys, values, allowed_BxTxS)
+  a, aux = attend(q, k, v)
   x = x_BxTxD + jnp.einsum("bthk,hkd->btd", a, w("o"))
   x = constrain(x, ("batch", "length", "act_embed"))
   h = layers.rms_norm(x, p["mlp_norm"], cfg.rms_eps)
@@ -157,8 +161,8 @@ def forward_hidden(params: Params, cfg: ModelConfig, tokens_BxT: jax.Array,
     allowed = causal_TxT[None] & mask_BxT[:, None, :]
 
     def step(x, p):
-      kv_fn = lambda k, v: (k, v, allowed, None)
-      x, _ = _block(cfg, x, p, cos, sin, kv_fn)
+      attend = lambda q, k, v: (layers.attention(q, k, v, allowed), None)
+      x, _ = layer(cfg, x, p, cos, sin, attend)
       return x, None
 
     x, _ = jax.lax.scan(_remat(cfg, step), x, params["layers"])
@@ -176,14 +180,14 @@ def forward_hidden(params: Params, cfg: ModelConfig, tokens_BxT: jax.Array,
     def step(carry, p):
       x, ck, cv, l = carry
 
-      def kv_fn(k, v):
+      def attend(q, k, v):
         ck2 = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype)[None], (l, 0, idx, 0, 0))
         cv2 = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype)[None], (l, 0, idx, 0, 0))
         keys = jax.lax.dynamic_index_in_dim(ck2, l, keepdims=False).astype(k.dtype)
         values = jax.lax.dynamic_index_in_dim(cv2, l, keepdims=False).astype(v.dtype)
-        return keys, values, allowed, (ck2, cv2)
+        return layers.attention(q, keys, values, allowed), (ck2, cv2)
 
-      x, (ck, cv) = _block(cfg, x, p, cos, sin, kv_fn)
+      x, (ck, cv) = layer(cfg, x, p, cos, sin, attend)
       return (x, ck, cv, l + 1), None
 
     init = (x, cache["k"], cache["v"], jnp.int32(0))
