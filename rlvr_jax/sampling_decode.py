@@ -31,11 +31,7 @@ _CACHE_AXES = ("cache_batch", "kv_heads", "cache_seq", "head_dim")
 def split_layers(params: dict[str, Any]) -> list[dict[str, jax.Array]]:
   """Per-layer weight dicts (copies of the stacked [L, ...] leaves); call inside jit."""
   n = jax.tree.leaves(params["layers"])[0].shape[0]
-  split = [jax.tree.map(lambda x, l=l: x[l], params["layers"]) for l in range(n)]
-  # Without the barrier XLA sank some of these slices into the decode loop and
-  # copied those layers' weights out of the stack on every step (a profile of
-  # SmolLM2 at 16 rows showed 14 weight copies a step).
-  return jax.lax.optimization_barrier(split)
+  return [jax.tree.map(lambda x, l=l: x[l], params["layers"]) for l in range(n)]
 
 
 def to_layer_caches(cache: dict[str, jax.Array]) -> LayerCaches:
