@@ -12,9 +12,9 @@ Two distributions appear at every decode step:
 Everything works on unnormalized weights `e = exp(z - max z)` in (0, 1], so the
 vocabulary is exponentiated once per distribution and never sorted:
 - top-k: the k-th largest logit from `lax.top_k`, then a threshold;
-- top-p: the nucleus threshold comes from the 64 largest weights when they
-  hold top_p of the mass, else from a bisection over float32 bit patterns
-  (one fused pass over V a step) instead of an O(V log V) sort;
+- top-p: the nucleus threshold comes from a bisection over float32 bit
+  patterns, stopped once few weights remain in the bracket and finished by
+  `lax.top_k` on those (see `nucleus_threshold`), instead of an O(V log V) sort;
 - drawing: inverse CDF with one uniform a row, over block sums then within one
   block, instead of V Gumbel variates a row (random bits are the costly part
   on CPU).
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 _BLOCK = 256  # vocabulary block of the two-level inverse CDF
-_FAST_K = 64  # nucleus fast path: the largest weights sorted by lax.top_k
+_FINISH_K = 256  # nucleus: bisect until this many weights remain, then lax.top_k
 
 
 class StepOut(NamedTuple):
@@ -71,53 +71,51 @@ def nucleus_threshold(e_RxV: jax.Array, top_p: float) -> jax.Array:
   """Largest t with sum(e[e >= t]) >= top_p * sum(e), per row (e >= 0).
 
   The kept set {e >= t} is the smallest top set holding top_p of the mass.
-  Fast path: the nucleus lies within the `_FAST_K` largest weights (a peaked
-  policy), read off their sorted cumulative sum. Otherwise an exact bisection
-  over float32 bit patterns (positive floats order like their bits); the mass
-  is a step function of t that steps only at values of e, so the search stops
-  as soon as no weight lies strictly inside the bracket.
+  A bracket lo < t* <= ... with mass(e >= lo) >= target > mass(e >= hi) is
+  narrowed by bisection over float32 bit patterns (positive floats order like
+  their bits) until at most `_FINISH_K` weights lie strictly inside it; those
+  are then sorted by `lax.top_k` and t* read off their cumulative sum.
+  lo starts at (1 - top_p) * sum(e) / V, a valid lower end (the weights below
+  it hold at most V times it), so a peaked policy needs no bisection at all,
+  and a flat one a few passes over V rather than one a bit.
   """
-  v = e_RxV.shape[-1]
-  target_R = top_p * jnp.sum(e_RxV, axis=-1)
-  k = min(_FAST_K, v)
-  vals_RxK = jax.lax.top_k(e_RxV, k)[0]
-  cum_RxK = jnp.cumsum(vals_RxK, axis=-1)
-  idx_R = jnp.minimum(jnp.sum(cum_RxK < target_R[:, None], axis=-1), k - 1)
-  fast_R = jnp.take_along_axis(vals_RxK, idx_R[:, None], axis=-1)[:, 0]
-  inside_R = cum_RxK[:, -1] >= target_R
+  r, v = e_RxV.shape
+  k = min(_FINISH_K, v)
+  bits = lambda x: jax.lax.bitcast_convert_type(x, jnp.int32)
+  floats = lambda b: jax.lax.bitcast_convert_type(b, jnp.float32)
+  total_R = jnp.sum(e_RxV, axis=-1)
+  target_R = top_p * total_R
+  mass_at = lambda b_R: jnp.sum(jnp.where(e_RxV >= floats(b_R)[:, None], e_RxV, 0.0), axis=-1)
+  inside = lambda lo_R, hi_R: ((e_RxV > floats(lo_R)[:, None])
+                               & (e_RxV < floats(hi_R)[:, None]))
+  lo_R = bits((1.0 - top_p) * total_R / v)
+  lo_R = jnp.where(mass_at(lo_R) >= target_R, lo_R, 0)  # float rounding: fall back to 0
+  hi_R = bits(jnp.max(e_RxV, axis=-1)) + 1               # mass above the max is 0
+  mass_hi_R = jnp.zeros((r,), jnp.float32)
 
-  def bisect():
-    # Invariant: mass(lo) >= target > mass(hi). Weights above the k-th largest
-    # hold less than target, so hi starts just above it; mass(0) = total.
-    bits = lambda x: jax.lax.bitcast_convert_type(x, jnp.int32)
-    floats = lambda b: jax.lax.bitcast_convert_type(b, jnp.float32)
-    lo_R = jnp.zeros_like(idx_R)
-    hi_R = bits(vals_RxK[:, -1]) + 1
+  def active(lo_R, hi_R):
+    return (jnp.sum(inside(lo_R, hi_R), axis=-1) > k) & (hi_R - lo_R > 1)
 
-    def open_count(lo_R, hi_R):
-      return jnp.sum((e_RxV > floats(lo_R)[:, None]) & (e_RxV < floats(hi_R)[:, None]), axis=-1)
+  def body(c):
+    lo_R, hi_R, mass_hi_R, active_R = c
+    mid_R = lo_R + (hi_R - lo_R) // 2
+    mass_mid_R = mass_at(mid_R)
+    ok_R = mass_mid_R >= target_R
+    lo_R = jnp.where(active_R & ok_R, mid_R, lo_R)
+    hi_R = jnp.where(active_R & ~ok_R, mid_R, hi_R)
+    mass_hi_R = jnp.where(active_R & ~ok_R, mass_mid_R, mass_hi_R)
+    return lo_R, hi_R, mass_hi_R, active_R & active(lo_R, hi_R)
 
-    def cond(c):
-      lo_R, hi_R, n_R = c
-      return jnp.any((n_R > 0) & (hi_R - lo_R > 1))
-
-    def body(c):
-      lo_R, hi_R, n_R = c
-      active_R = (n_R > 0) & (hi_R - lo_R > 1)
-      mid_R = lo_R + (hi_R - lo_R) // 2
-      t_R = floats(mid_R)[:, None]
-      mass_R = jnp.sum(jnp.where(e_RxV >= t_R, e_RxV, 0.0), axis=-1)
-      ok_R = mass_R >= target_R
-      new_lo_R = jnp.where(active_R & ok_R, mid_R, lo_R)
-      new_hi_R = jnp.where(active_R & ~ok_R, mid_R, hi_R)
-      return new_lo_R, new_hi_R, open_count(new_lo_R, new_hi_R)
-
-    lo_R, hi_R, _ = jax.lax.while_loop(cond, body, (lo_R, hi_R, open_count(lo_R, hi_R)))
-    # No weight strictly inside (lo, hi): every t in (lo, hi] has mass < target,
-    # so the kept set {e >= t*} equals {e >= lo}.
-    return jnp.where(inside_R, fast_R, floats(lo_R))
-
-  return jax.lax.cond(jnp.all(inside_R), lambda: fast_R, bisect)
+  init = (lo_R, hi_R, mass_hi_R, active(lo_R, hi_R))
+  lo_R, hi_R, mass_hi_R, _ = jax.lax.while_loop(lambda c: jnp.any(c[3]), body, init)
+  # At most k weights strictly inside (lo, hi): sort them, descending.
+  vals_RxK = jax.lax.top_k(jnp.where(inside(lo_R, hi_R), e_RxV, 0.0), k)[0]
+  cum_RxK = mass_hi_R[:, None] + jnp.cumsum(vals_RxK, axis=-1)
+  j_R = jnp.sum(cum_RxK < target_R[:, None], axis=-1)
+  # The first j with mass_hi + v_0 + ... + v_j >= target gives t* = v_j; if even
+  # all of them fall short, every t in (lo, hi] does, and t* = lo.
+  t_R = jnp.take_along_axis(vals_RxK, jnp.minimum(j_R, k - 1)[:, None], axis=-1)[:, 0]
+  return jnp.where((j_R < k) & (t_R > 0), t_R, floats(lo_R))
 
 
 def inverse_cdf(u_R: jax.Array, w_RxV: jax.Array) -> jax.Array:

@@ -140,7 +140,8 @@ def test_top_k_top_p_never_leave_their_set(tiny_params, top_k, top_p):
 
 
 def test_nucleus_threshold_matches_sort_on_both_paths():
-  # Peaked rows use the top-64 fast path; flat rows (nucleus > 64 tokens) the bisection.
+  # Peaked rows start with <= 256 weights in the bracket (no bisection: 17-167
+  # here); flat rows with all 1000 (bisection first).
   key1, key2 = jax.random.split(jax.random.PRNGKey(0))
   peaked = jax.random.normal(key1, (4, 1000)) * 4
   flat = jax.random.normal(key2, (4, 1000)) * 0.3
@@ -150,6 +151,15 @@ def test_nucleus_threshold_matches_sort_on_both_paths():
       t = sampling_ops.nucleus_threshold(e, top_p)
       ref = _allowed_sets(np.asarray(logits, np.float64), 0, top_p)
       np.testing.assert_array_equal(np.asarray(e >= t[:, None]), ref)
+
+
+def test_nucleus_threshold_keeps_ties_whole():
+  # A uniform row keeps everything; tied top weights are kept or dropped together.
+  uniform = jnp.ones((1, 1000))
+  tied = jnp.concatenate([jnp.full((1, 300), 1.0), jnp.full((1, 700), 1e-3)], axis=1)
+  for e, top_p, kept in ((uniform, 0.5, 1000), (tied, 0.5, 300), (tied, 0.999, 1000)):
+    t = sampling_ops.nucleus_threshold(e, top_p)
+    assert int(jnp.sum(e >= t[:, None])) == kept, (top_p, kept)
 
 
 def test_inverse_cdf_only_returns_positive_weights():
