@@ -11,8 +11,9 @@ Two compiled programs per shape bucket:
   next, stops a row at its first EOS and leaves the loop once every row has
   stopped. The cache is donated to it and lives in the loop carry as one
   [R, K, S, Dh] buffer a layer, written in place (see `sampling_decode`).
-Prompt lengths are padded (on the left) to a power of two, at least 16, so a
-run compiles a handful of programs rather than one per batch.
+Prompt lengths are padded (on the left) to 16, 24, 32, 48, 64, 96, ... (see
+`bucket_length`), so a run compiles a handful of programs rather than one per
+batch.
 """
 
 import contextlib
@@ -56,8 +57,16 @@ class SampleOutput(NamedTuple):
 
 
 def bucket_length(n: int, minimum: int = _MIN_BUCKET) -> int:
-  """Smallest power of two >= max(n, minimum)."""
-  return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+  """Smallest length >= n among minimum * {1, 1.5, 2, 3, 4, 6, 8, ...}.
+
+  Two buckets an octave keep the padded share of a prompt batch below a third
+  (a power of two alone wastes up to half of the prefill) while a run still
+  compiles only a logarithmic number of programs.
+  """
+  length = minimum
+  while length < n:
+    length = length * 3 // 2 if length & (length - 1) == 0 else length * 4 // 3
+  return length
 
 
 def _controls(temperature: float, top_p: float, top_k: int, greedy: bool) -> dict[str, Any]:
