@@ -59,9 +59,9 @@ def _check_bbg(params, N):
                            "zero_success_coef": 0.1, "base": "grpo", "ddof": 0},
           domain="binary", check=_check_bbg)
 def bbg(rewards_BxN, valid_BxN, *, K, tau, alpha, beta, zero_success_coef, base, ddof,
-        **_):
+        counts, **_):
   """Base advantage times the normalized boundary utility; gating below tau."""
-  m_B, n_B = _common.counts(rewards_BxN, valid_BxN)
+  m_B, n_B = counts.num_pos_B, counts.num_valid_B
   log_u_B = log_utility(m_B, n_B, K, alpha, beta)
   log_u0_B = log_utility(jnp.zeros_like(m_B), n_B, K, alpha, beta)
   weight_B = jnp.exp(jnp.minimum(log_u_B - log_u0_B, 0.0))  # u(m) <= u(0) exactly
@@ -69,7 +69,7 @@ def bbg(rewards_BxN, valid_BxN, *, K, tau, alpha, beta, zero_success_coef, base,
   zero_B = has_B & (m_B == 0)
   gated_B = has_B & (m_B > 0) & (weight_B < tau)
   base_fn = _BASES[base]
-  base_BxN, _ = base_fn(rewards_BxN, valid_BxN, ddof=ddof)
+  base_BxN, _ = base_fn(rewards_BxN, valid_BxN, ddof=ddof, counts=counts)
   adv_BxN = jnp.where(zero_B[:, None], -zero_success_coef, weight_B[:, None] * base_BxN)
   adv_BxN = jnp.where(gated_B[:, None] | ~valid_BxN, 0.0, adv_BxN)
   return adv_BxN, {"weight": jnp.where(has_B, weight_B, 0.0), "gated": gated_B,
