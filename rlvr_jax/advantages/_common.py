@@ -19,9 +19,9 @@ class Estimator:
   """One registry entry.
 
   `fn(rewards_BxN, valid_BxN, *, key, entropy_BxN, counts, **params) -> (adv_BxN, info)`
-  receives float32 rewards, a bool mask, the rows' `Counts`, and every
-  parameter (defaults filled in, already checked by `check`). `domain` is 'binary' (rewards in {0, 1}) or
-  'real' (any finite reward).
+  receives float32 rewards, a bool mask, the rows' `Counts` (computed once by
+  the caller), and every parameter (defaults filled in, already checked by
+  `check`). `domain` is 'binary' (rewards in {0, 1}) or 'real' (any finite reward).
   """
   name: str
   fn: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]

@@ -11,8 +11,10 @@ GRPO-normalized over groups, averaged over the groups containing a response):
     A_neg = (1 - R - q) / sig = -(n_pos / n) q / sig,   q = C(n_neg-1, k-1) / C(n-1, k-1)
 
 The second form of A_neg uses C(n_neg, k) / C(n, k) = (n_neg / n) q and avoids
-the cancellation in 1 - R - q. Ratios are products of O(1) factors
-(`metrics.log_comb_ratio`), exact to float32 rounding at n = 1024, k = 512.
+the cancellation in 1 - R - q. Ratios are products of O(1) factors, summed in
+log space. All of it depends on (n, n_pos) alone, so it is tabulated once per
+(k, N) in float64 (`_analytical_table`) and looked up per problem: exact to
+float32 rounding at n = 1024, k = 512, and no [B, N] pass of log1p terms.
 """
 
 import functools
@@ -29,16 +31,16 @@ from rlvr_jax.advantages._common import register
 def _log_comb_ratio_table(k: int, N: int) -> np.ndarray:
   """[N + 1, N + 1] float64: log(C(n - c, k) / C(n, k)) at [n, c]; -inf where n - c < k.
 
-  The product form of `metrics.log_comb_ratio`: a cumulative sum over j < c of
-  log1p(-k / (n - j)), every factor O(1).
+  The product form of `metrics.log_comb_ratio`, C(n - c, k) / C(n, k) =
+  prod_{j < c} (1 - k / (n - j)): a cumulative sum of log1p terms.
   """
   n_Nx1 = np.arange(N + 1)[:, None]
-  c_1xN = np.arange(N + 1)[None, :]
-  i_NxN = n_Nx1 - c_1xN                       # the factor of j = c: 1 - k / (n - j)
+  j_1xN = np.arange(N + 1)[None, :]
+  # log of factor j, 1 - k / (n - j); only factors with n - j > k are ever used.
   with np.errstate(divide="ignore", invalid="ignore"):
-    term_NxN = np.where(i_NxN > k, np.log1p(-k / np.maximum(i_NxN, 1)), 0.0)
-  log_ratio_NxN = np.cumsum(term_NxN, axis=1) - term_NxN   # sum over j < c
-  return np.where(n_Nx1 - c_1xN >= k, log_ratio_NxN, -np.inf)
+    term_NxN = np.where(n_Nx1 - j_1xN > k, np.log1p(-k / np.maximum(n_Nx1 - j_1xN, 1)), 0.0)
+  log_ratio_NxN = np.cumsum(term_NxN, axis=1) - term_NxN   # at [n, c]: sum over j < c
+  return np.where(n_Nx1 - j_1xN >= k, log_ratio_NxN, -np.inf)
 
 
 @functools.lru_cache(maxsize=32)
