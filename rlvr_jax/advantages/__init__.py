@@ -145,7 +145,7 @@ def _run(name, frozen, rewards_BxN, valid_BxN, key, entropy_BxN):
   # The estimator never sees a non-finite value; flagged problems become NaN below.
   clean_BxN = jnp.where(jnp.isfinite(rewards_BxN), rewards_BxN, 0.0)
   # Counted once, in one pass, and handed to the estimator.
-  counts = _common.row_counts(clean_BxN, valid_BxN, _bad_entries(est, rewards_BxN))
+  counts = _common.row_counts(rewards_BxN, valid_BxN, _bad_entries(est, rewards_BxN))
   num_pos_B, num_valid_B, num_bad_B = counts
   easy_threshold = full.pop("easy_threshold")
   adv_BxN, info = est.fn(clean_BxN, valid_BxN, key=key, entropy_BxN=entropy_BxN,

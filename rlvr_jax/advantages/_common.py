@@ -96,7 +96,7 @@ def check_ddof(params: dict[str, Any], N: int) -> None:
 
 class Counts(NamedTuple):
   """Per-problem counts, float32 [B]: computed once by `row_counts`, shared by all users."""
-  num_pos_B: jax.Array    # valid rewards > 0
+  num_pos_B: jax.Array    # valid finite rewards > 0
   num_valid_B: jax.Array  # valid rollouts
   num_bad_B: jax.Array    # valid entries flagged by `bad_BxN` (0 without one)
 
@@ -108,7 +108,9 @@ def row_counts(rewards_BxN: jax.Array, valid_BxN: jax.Array,
   One variadic integer reduction: XLA's CPU backend runs it as one vectorized
   loop, where each separate `jnp.sum` costs a pass (and a materialized mask).
   """
-  masks = [valid_BxN & (rewards_BxN > 0), valid_BxN]
+  # Finite and > 0, so raw rewards (with NaN / inf) count as their cleaned copy
+  # would: reading the raw array keeps XLA from materializing a cleaned one.
+  masks = [valid_BxN & (rewards_BxN > 0) & jnp.isfinite(rewards_BxN), valid_BxN]
   if bad_BxN is not None:
     masks.append(valid_BxN & bad_BxN)
   sums_B = jax.lax.reduce(tuple(m.astype(jnp.int32) for m in masks), (0,) * len(masks),
@@ -118,7 +120,7 @@ def row_counts(rewards_BxN: jax.Array, valid_BxN: jax.Array,
 
 
 def counts(rewards_BxN: jax.Array, valid_BxN: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(num_pos_B, num_valid_B) as float32; positive means reward > 0."""
+  """(num_pos_B, num_valid_B) as float32; positive means finite reward > 0."""
   num_pos_B, num_valid_B, _ = row_counts(rewards_BxN, valid_BxN)
   return num_pos_B, num_valid_B
 
