@@ -190,11 +190,9 @@ def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0,
   lo_B = jnp.where(live_B, lo_B, 0.0)
   unit_BxN = jnp.where(valid_BxN, (x_BxN - lo_B[:, None]) / range_B[:, None], 0.0)
   # One value at 0, one at 1: deviations from the mean are >= ~1/(2n), no underflow.
-  # unit is already 0 at invalid entries, so its plain row sum is the valid sum;
-  # masking dev by a 0/1 product (exact: unit - mean is finite) keeps the sums in
-  # XLA's fused reduction, where a select would be a separate pass.
+  # unit is already 0 at invalid entries: its plain row sum is the valid sum.
   mean_B = jnp.sum(unit_BxN, axis=-1) / jnp.maximum(n_B, 1.0)
-  dev_BxN = valid_BxN.astype(jnp.float32) * (unit_BxN - mean_B[:, None])
+  dev_BxN = jnp.where(valid_BxN, unit_BxN - mean_B[:, None], 0.0)
   var_B = jnp.sum(dev_BxN * dev_BxN, axis=-1) / jnp.where(live_B, dof_B, 1.0)
   std_B = jnp.sqrt(jnp.where(live_B, var_B, 1.0))
   return jnp.where(live_B[:, None] & valid_BxN, dev_BxN / std_B[:, None], 0.0)
@@ -231,7 +229,7 @@ def binary_baseline_table(base: str, N: int, ddof: int = 0) -> np.ndarray:
   return table.astype(np.float32)
 
 
-def lookup(table_NxN: np.ndarray, counts: "Counts") -> jax.Array:
+def lookup(table_NxN: np.ndarray, counts: Counts) -> jax.Array:
   """table[n_valid, n_pos] for each problem, [B]."""
   return jnp.asarray(table_NxN)[counts.num_valid_B.astype(jnp.int32),
                                 counts.num_pos_B.astype(jnp.int32)]
