@@ -78,14 +78,13 @@ def _params(est: _common.Estimator, params: Mapping[str, Any], N: int) -> dict[s
   return full
 
 
-def _bad_rewards(est, rewards_BxN, valid_BxN):
-  """Per-problem flag: a valid reward outside the estimator's domain (np or jnp)."""
-  xp = np if _common.is_concrete(rewards_BxN, valid_BxN) else jnp
-  rewards_BxN, valid_BxN = xp.asarray(rewards_BxN), xp.asarray(valid_BxN)
+def _bad_entries(est, rewards_BxN):
+  """Entries outside the estimator's reward domain (np or jnp, by input type)."""
+  xp = np if _common.is_concrete(rewards_BxN) else jnp
   bad_BxN = ~xp.isfinite(rewards_BxN)
   if est.domain == "binary":
     bad_BxN |= (rewards_BxN != 0) & (rewards_BxN != 1)
-  return xp.any(bad_BxN & valid_BxN, axis=-1)
+  return bad_BxN
 
 
 def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
@@ -128,7 +127,7 @@ def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
         np.isfinite(np.asarray(entropy_BxN))[np.asarray(valid_BxN)]):
       raise ValueError(f"{name}: entropy_BxN has non-finite values at valid rollouts")
   if _common.is_concrete(rewards_BxN, valid_BxN):
-    bad_B = np.asarray(_bad_rewards(est, rewards_BxN, valid_BxN))
+    bad_B = np.any(_bad_entries(est, np.asarray(rewards_BxN)) & np.asarray(valid_BxN), axis=-1)
     if bad_B.any():
       rows = np.flatnonzero(bad_B)[:5].tolist()
       domain = "in {0, 1}" if est.domain == "binary" else "finite"
@@ -143,21 +142,23 @@ def _run(name, frozen, rewards_BxN, valid_BxN, key, entropy_BxN):
   est = REGISTRY[name]
   full = dict(frozen)
   B, _ = rewards_BxN.shape
-  bad_B = _bad_rewards(est, rewards_BxN, valid_BxN)
   # The estimator never sees a non-finite value; flagged problems become NaN below.
   clean_BxN = jnp.where(jnp.isfinite(rewards_BxN), rewards_BxN, 0.0)
+  # Counted once, in one pass, and handed to the estimator.
+  counts = _common.row_counts(rewards_BxN, valid_BxN, _bad_entries(est, rewards_BxN))
+  num_pos_B, num_valid_B, num_bad_B = counts
   easy_threshold = full.pop("easy_threshold")
-  adv_BxN, info = est.fn(clean_BxN, valid_BxN, key=key, entropy_BxN=entropy_BxN, **full)
+  adv_BxN, info = est.fn(clean_BxN, valid_BxN, key=key, entropy_BxN=entropy_BxN,
+                         counts=counts, **full)
   info = dict(info)
-  num_pos_B, num_valid_B = _common.counts(clean_BxN, valid_BxN)
-  mean_B = _common.masked_mean(clean_BxN, valid_BxN)
+  mean_B = _common.masked_mean(clean_BxN, valid_BxN, num_valid_B)
   loss_mask_BxN = info.pop("loss_mask_BxN", valid_BxN)
   easy_B = jnp.zeros((B,), bool)
   if easy_threshold is not None:
     easy_B = (num_valid_B > 0) & (mean_B > easy_threshold)
     adv_BxN = jnp.where(easy_B[:, None], 0.0, adv_BxN)
     loss_mask_BxN = loss_mask_BxN & ~easy_B[:, None]
-  adv_BxN = jnp.where(bad_B[:, None], jnp.nan, adv_BxN).astype(jnp.float32)
+  adv_BxN = jnp.where((num_bad_B > 0)[:, None], jnp.nan, adv_BxN).astype(jnp.float32)
   info.update(num_pos=num_pos_B, num_valid=num_valid_B, mean_reward=mean_B, easy=easy_B,
               loss_mask_BxN=loss_mask_BxN)
   return adv_BxN, info

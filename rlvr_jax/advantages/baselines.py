@@ -11,27 +11,27 @@ from rlvr_jax.advantages._common import register
 
 
 @register("grpo", defaults={"ddof": 0}, domain="real", check=_common.check_ddof)
-def grpo(rewards_BxN, valid_BxN, *, ddof, **_):
+def grpo(rewards_BxN, valid_BxN, *, ddof, counts, **_):
   """A_i = (r_i - mean r) / std r; ddof 0 (Pass@k paper) or 1 (verl, TRL, SvS)."""
-  return _common.standardize(rewards_BxN, valid_BxN, ddof), {}
+  return _common.standardize(rewards_BxN, valid_BxN, ddof, counts.num_valid_B), {}
 
 
 @register("dr_grpo", defaults={}, domain="real")
-def dr_grpo(rewards_BxN, valid_BxN, **_):
+def dr_grpo(rewards_BxN, valid_BxN, *, counts, **_):
   """A_i = r_i - mean r (Dr. GRPO drops the std division)."""
-  mean_B = _common.masked_mean(rewards_BxN, valid_BxN)
-  live_B = ~_common.is_constant(rewards_BxN, valid_BxN)
+  total_B, hi_B, lo_B = _common.row_sum_range(rewards_BxN, valid_BxN)
+  mean_B = total_B / jnp.maximum(counts.num_valid_B, 1.0)
+  live_B = (hi_B - lo_B) >= _common.EQUAL_SPREAD
   adv_BxN = jnp.where(live_B[:, None] & valid_BxN, rewards_BxN - mean_B[:, None], 0.0)
   return adv_BxN, {}
 
 
 @register("rloo", defaults={}, domain="real")
-def rloo(rewards_BxN, valid_BxN, **_):
+def rloo(rewards_BxN, valid_BxN, *, counts, **_):
   """A_i = r_i - mean_{j != i} r_j (leave-one-out baseline); 0 with one rollout."""
-  n_B = jnp.sum(valid_BxN, axis=-1).astype(jnp.float32)
-  total_B = jnp.sum(jnp.where(valid_BxN, rewards_BxN, 0.0), axis=-1)
+  n_B = counts.num_valid_B
+  total_B, hi_B, lo_B = _common.row_sum_range(rewards_BxN, valid_BxN)
   others_BxN = (total_B[:, None] - rewards_BxN) / jnp.maximum(n_B - 1.0, 1.0)[:, None]
-  live_B = ~_common.is_constant(rewards_BxN, valid_BxN) & (n_B > 1)
+  live_B = ((hi_B - lo_B) >= _common.EQUAL_SPREAD) & (n_B > 1)
   adv_BxN = jnp.where(live_B[:, None] & valid_BxN, rewards_BxN - others_BxN, 0.0)
   return adv_BxN, {}
-

@@ -19,28 +19,47 @@ reimplementation:
   mapped to -1 for failures, so each valid response gets -zero_success_coef.
   The default coefficient 0.1 is our choice; the paper's value is unknown.
 
-log u is a difference of two `betaln`s. JAX's betaln corrects Stirling's
-series for large arguments instead of subtracting lgammas of ~1e3 (which in
-float32 leaves ~1e-4 relative error at K + n ~ 300); it is ~1e-6 here.
+u and the weight depend on (n, m), two integers in [0, N], only: they are
+tabulated once per (N, K, alpha, beta) in float64, where log u, a difference of
+two betalns (lgammas of ~1e3 at K + n ~ 300), is exact to ~1e-12 (float32
+lgammas would leave ~1e-4), and each problem looks its values up.
 """
 
-import jax
+import functools
+import math
+
 import jax.numpy as jnp
-from jax.scipy.special import betaln
+import numpy as np
 
 from rlvr_jax.advantages import _common
 from rlvr_jax.advantages._common import register
-from rlvr_jax.advantages import baselines
 
-_BASES = {"grpo": baselines.grpo, "dr_grpo": baselines.dr_grpo, "rloo": baselines.rloo}
+_BASES = ("grpo", "dr_grpo", "rloo")
 
 
-def log_utility(m_B: jax.Array, n_B: jax.Array, K: int, alpha: float,
-                beta: float) -> jax.Array:
-  """log u(m; n, K) = log K + log B(m+a, n-m+b+K-1) - log B(m+a, n-m+b)."""
-  a_B = m_B + alpha
-  b_B = n_B - m_B + beta
-  return jnp.log(float(K)) + betaln(a_B, b_B + K - 1.0) - betaln(a_B, b_B)
+_lgamma = np.frompyfunc(math.lgamma, 1, 1)
+
+
+def _betaln(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  return (_lgamma(a) + _lgamma(b) - _lgamma(a + b)).astype(np.float64)
+
+
+def log_utility(m: np.ndarray, n: np.ndarray, K: int, alpha: float, beta: float) -> np.ndarray:
+  """log u(m; n, K) = log K + log B(m+a, n-m+b+K-1) - log B(m+a, n-m+b), float64."""
+  a = m + alpha
+  b = n - m + beta
+  return math.log(K) + _betaln(a, b + K - 1.0) - _betaln(a, b)
+
+
+@functools.lru_cache(maxsize=32)
+def _weight_utility_table(N: int, K: int, alpha: float, beta: float) -> np.ndarray:
+  """[2, N + 1, N + 1] float32: weight u(m) / u(0) and utility u(m) at [:, n, m] (m <= n)."""
+  n_Nx1 = np.arange(N + 1, dtype=np.float64)[:, None]
+  m_1xN = np.minimum(np.arange(N + 1, dtype=np.float64)[None, :], n_Nx1)  # m > n: unused
+  log_u_NxN = log_utility(m_1xN, n_Nx1, K, alpha, beta)
+  log_u0_Nx1 = log_utility(np.zeros_like(n_Nx1), n_Nx1, K, alpha, beta)
+  weight_NxN = np.exp(np.minimum(log_u_NxN - log_u0_Nx1, 0.0))  # u(m) <= u(0) exactly
+  return np.stack([weight_NxN, np.exp(log_u_NxN)]).astype(np.float32)
 
 
 def _check_bbg(params, N):
@@ -59,19 +78,22 @@ def _check_bbg(params, N):
                            "zero_success_coef": 0.1, "base": "grpo", "ddof": 0},
           domain="binary", check=_check_bbg)
 def bbg(rewards_BxN, valid_BxN, *, K, tau, alpha, beta, zero_success_coef, base, ddof,
-        **_):
+        counts, **_):
   """Base advantage times the normalized boundary utility; gating below tau."""
-  m_B, n_B = _common.counts(rewards_BxN, valid_BxN)
-  log_u_B = log_utility(m_B, n_B, K, alpha, beta)
-  log_u0_B = log_utility(jnp.zeros_like(m_B), n_B, K, alpha, beta)
-  weight_B = jnp.exp(jnp.minimum(log_u_B - log_u0_B, 0.0))  # u(m) <= u(0) exactly
+  m_B, n_B = counts.num_pos_B, counts.num_valid_B
+  N = rewards_BxN.shape[1]
+  weight_B, utility_B = (_common.lookup(t_NxN, counts) for t_NxN in
+                         _weight_utility_table(N, K, float(alpha), float(beta)))
   has_B = n_B > 0
   zero_B = has_B & (m_B == 0)
   gated_B = has_B & (m_B > 0) & (weight_B < tau)
-  base_fn = _BASES[base]
-  base_BxN, _ = base_fn(rewards_BxN, valid_BxN, ddof=ddof)
-  adv_BxN = jnp.where(zero_B[:, None], -zero_success_coef, weight_B[:, None] * base_BxN)
-  adv_BxN = jnp.where(gated_B[:, None] | ~valid_BxN, 0.0, adv_BxN)
+  # Rewards are binary, so the base advantage is a per-problem closed form too.
+  base_pos_B, base_neg_B = (_common.lookup(t_NxN, counts) for t_NxN in
+                            _common.binary_baseline_table(base, N, ddof))
+  scale_B = jnp.where(gated_B, 0.0, weight_B)
+  pos_B = jnp.where(zero_B, -zero_success_coef, scale_B * base_pos_B)
+  neg_B = jnp.where(zero_B, -zero_success_coef, scale_B * base_neg_B)
+  adv_BxN = _common.binary_blend(rewards_BxN, valid_BxN, pos_B, neg_B)
   return adv_BxN, {"weight": jnp.where(has_B, weight_B, 0.0), "gated": gated_B,
-                   "utility": jnp.where(has_B, jnp.exp(log_u_B), 0.0),
+                   "utility": jnp.where(has_B, utility_B, 0.0),
                    "loss_mask_BxN": valid_BxN & ~gated_B[:, None]}
