@@ -19,7 +19,7 @@ import pytest
 from jax._src import compilation_cache
 
 from rlvr_jax import tasks
-from rlvr_jax.rl import checkpointing, logger, rollout, train
+from rlvr_jax.rl import checkpointing, logger, rollout, train, warmstart
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "maze_tiny.py")
@@ -163,6 +163,34 @@ def test_1_vs_8_devices_schedule_sigterm_and_exact_resume(tmp_path, monkeypatch)
   jax.tree.map(np.testing.assert_array_equal, pa, pb)
   p2 = _params(resumed, 2)
   assert any(np.any(x != y) for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(p2)))
+
+
+def test_sigterm_in_warm_start_stops_and_a_finished_warm_start_is_reused(tmp_path, monkeypatch):
+  # A stop (SIGTERM) during the first warm-start step ends the run at the next step boundary:
+  # nothing saved, no RL step.
+  work = tmp_path / "w"
+  stop, batches, original = checkpointing.StopFlag(), [], warmstart.sft_batch
+
+  def sft_batch(*args, **kwargs):
+    batches.append(1)
+    stop.set()
+    return original(*args, **kwargs)
+
+  with monkeypatch.context() as m:
+    m.setattr(warmstart, "sft_batch", sft_batch)
+    assert train.run(_config(), str(work), stop=stop) == {}
+  assert len(batches) == 1
+  assert not warmstart.saved(str(work / "warmstart"))
+  assert _records(work, "train") == [] and not os.listdir(work / "checkpoints")
+  # A finished warm start is saved; a run stopped before its first checkpoint reuses it
+  # rather than warm-starting again.
+  train.run(_config(**{"rl.steps": 0}), str(work))
+  assert warmstart.saved(str(work / "warmstart"))
+  assert [r["step"] for r in _records(work, "warmstart")] == [2]  # log_every = 2
+  with monkeypatch.context() as m:
+    m.setattr(warmstart, "run", lambda *a, **k: pytest.fail("warm start ran again"))
+    train.run(_config(**{"rl.steps": 0}), str(work))
+  assert [r["step"] for r in _records(work, "warmstart")] == [2]
 
 
 def test_pick_groups_puts_varied_groups_first_and_marks_fillers_invalid():

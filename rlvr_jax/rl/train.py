@@ -12,6 +12,7 @@ orbax checkpoints (resumable exactly; SIGTERM saves and exits), PNG curves to
 """
 
 import functools
+import logging
 import os
 import time
 from typing import Any
@@ -124,12 +125,28 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   writer = logger.MetricWriter(workdir, rl.steps, latest or 0, progress=config.progress)
   own_stop = stop is None
   stop = checkpointing.StopFlag().install() if own_stop else stop
+
+  def close():
+    ckpt.close()
+    writer.close()
+    if own_stop:
+      stop.uninstall()
+
+  warm_dir = os.path.join(workdir, "warmstart")
   with sharding.use_mesh(mesh, rules):
     if latest is None and config.warmstart.load_dir:
       params = warmstart.load_params(config.warmstart.load_dir, params)
+    elif latest is None and config.warmstart.steps > 0 and warmstart.saved(warm_dir):
+      # Stopped after the warm start but before the first checkpoint: reuse it.
+      params = warmstart.load_params(warm_dir, params)
     elif latest is None and config.warmstart.steps > 0:
-      params = warmstart.run(params, cfg, task, tokenizer, train, config, mesh, rows_sh, writer)
-      warmstart.save_params(params, os.path.join(workdir, "warmstart"))
+      params, finished = warmstart.run(params, cfg, task, tokenizer, train, config, mesh,
+                                       rows_sh, writer, stop)
+      if not finished:
+        logging.warning("SIGTERM during the warm start: stopping; it starts over on resume")
+        close()
+        return {}
+      warmstart.save_params(params, warm_dir)
     optimizer = step_lib.make_optimizer(config.optimizer)
     state = step_lib.init_state(params, optimizer, mesh)
     rng = jax.random.PRNGKey(config.seed + 1)
@@ -215,17 +232,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
         do_eval(rl_step)
     if stop:
-      ckpt.close()
-      writer.close()
-      if own_stop:
-        stop.uninstall()
+      close()
       return last
     if config.eval.at_end and rl.steps > 0:
       last.update({f"eval/{k}": v for k, v in do_eval(rl_step).items()})
-  ckpt.close()
-  writer.close()
-  if own_stop:
-    stop.uninstall()
+  close()
   if config.checkpoint.export_hf:
     from rlvr_jax import checkpoints
     # The char tokenizer has no HF form; pretrained policies' tokenizers are saved alongside.

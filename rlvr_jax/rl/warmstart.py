@@ -44,8 +44,13 @@ def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, c
 
 
 def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: ml_collections.ConfigDict,
-        mesh: Any, batch_sharding: NamedSharding, writer: Any) -> Any:
-  """Returns warm-started params (`config.warmstart.steps` updates of AdamW on SFT)."""
+        mesh: Any, batch_sharding: NamedSharding, writer: Any, stop: Any = False
+        ) -> tuple[Any, bool]:
+  """(params, finished): `config.warmstart.steps` updates of AdamW on SFT.
+
+  A set `stop` (SIGTERM) ends it at the next step boundary with finished False;
+  the warm start keeps no optimizer checkpoint, so it starts over on resume.
+  """
   ws = config.warmstart
   optimizer = step_lib.make_optimizer(ws.optimizer)
   loss_fn = functools.partial(step_lib.sft_loss_fn, cfg=cfg, chunk_size=config.rl.logprob_chunk)
@@ -60,6 +65,9 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
   bar = tqdm.tqdm(total=ws.steps, desc="warm start", disable=not writer.progress,
                   dynamic_ncols=True, leave=False)
   for i in range(ws.steps):
+    if stop:
+      bar.close()
+      return state["params"], False
     batch = sft_batch(task, tokenizer, stream.take(ws.batch_size), target_field=ws.target_field,
                       chat=chat, max_prompt_len=config.rl.max_prompt_len,
                       max_new_tokens=config.rl.max_new_tokens, pad_id=cfg.pad_id,
@@ -71,12 +79,24 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
       bar.set_postfix(loss=f"{rec['loss']:.3g}", refresh=False)
     bar.update(1)
   bar.close()
-  return state["params"]
+  return state["params"], True
 
 
 def save_params(params: Any, directory: str) -> None:
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.abspath(directory), params, force=True)
+  # Written once the save has completed, so a save cut off midway never counts.
+  with open(_done_marker(directory), "w") as f:
+    f.write("done\n")
+
+
+def saved(directory: str) -> bool:
+  """True when `save_params` finished writing `directory`."""
+  return os.path.exists(_done_marker(directory))
+
+
+def _done_marker(directory: str) -> str:
+  return os.path.abspath(directory).rstrip("/") + ".done"
 
 
 def load_params(directory: str, abstract_params: Any) -> Any:
