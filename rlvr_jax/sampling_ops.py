@@ -71,7 +71,7 @@ def nucleus_threshold(e_RxV: jax.Array, top_p: float) -> jax.Array:
   """Largest t with sum(e[e >= t]) >= top_p * sum(e), per row (e >= 0).
 
   The kept set {e >= t} is the smallest top set holding top_p of the mass.
-  A bracket lo < t* <= ... with mass(e >= lo) >= target > mass(e >= hi) is
+  A bracket lo <= t* < hi, kept with mass(e >= lo) >= target > mass(e >= hi), is
   narrowed by bisection over float32 bit patterns (positive floats order like
   their bits) until at most `_FINISH_K` weights lie strictly inside it; those
   are then sorted by `lax.top_k` and t* read off their cumulative sum.
