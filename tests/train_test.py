@@ -84,8 +84,14 @@ def _strip(r: dict) -> dict:
 
 
 def _params(workdir, step: int):
-  tree = ocp.PyTreeCheckpointer().restore(os.path.join(str(workdir), "checkpoints", str(step), "tree"))
-  return jax.tree.map(np.asarray, tree["state"]["params"])
+  """A checkpoint's params as host NumPy arrays (no device placement to ask orbax for)."""
+  path = os.path.join(str(workdir), "checkpoints", str(step), "tree")
+  with ocp.PyTreeCheckpointer() as ckptr:
+    meta = ckptr.metadata(path)
+    meta = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)
+    tree = ckptr.restore(path, restore_args=as_numpy)
+  return tree["state"]["params"]
 
 
 def test_estimator_at_toggles_at_each_switch():
