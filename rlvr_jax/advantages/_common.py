@@ -119,12 +119,6 @@ def row_counts(rewards_BxN: jax.Array, valid_BxN: jax.Array,
   return Counts(num_pos_B, num_valid_B, bad[0] if bad else jnp.zeros_like(num_pos_B))
 
 
-def counts(rewards_BxN: jax.Array, valid_BxN: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(num_pos_B, num_valid_B) as float32; positive means finite reward > 0."""
-  num_pos_B, num_valid_B, _ = row_counts(rewards_BxN, valid_BxN)
-  return num_pos_B, num_valid_B
-
-
 def masked_mean(x_BxN: jax.Array, valid_BxN: jax.Array,
                 n_B: jax.Array | None = None) -> jax.Array:
   """Mean of each row's valid entries (0 for none); `n_B` saves recounting them."""
@@ -140,23 +134,26 @@ def masked_mean(x_BxN: jax.Array, valid_BxN: jax.Array,
 EQUAL_SPREAD = float(np.finfo(np.float32).tiny)
 
 
-def row_sum_range(x_BxN: jax.Array, valid_BxN: jax.Array):
-  """(sum_B, hi_B, lo_B): each row's valid sum, max and min (-inf / inf for none).
+class RowStats(NamedTuple):
+  """Each row's valid sum, max and min (-inf / inf for none), and whether it varies."""
+  sum_B: jax.Array
+  hi_B: jax.Array
+  lo_B: jax.Array
+  live_B: jax.Array  # max - min >= EQUAL_SPREAD: the one definition of "not all equal"
 
-  One three-output reduction, so XLA emits one fused pass instead of three
-  reductions over three materialized [B, N] selects.
+
+def row_stats(x_BxN: jax.Array, valid_BxN: jax.Array) -> RowStats:
+  """Sum, max and min of each row's valid entries in one three-output reduction.
+
+  One reduction, so XLA emits one fused pass instead of three reductions over
+  three materialized [B, N] selects.
   """
   def add_max_min(a, b):
     return a[0] + b[0], jnp.maximum(a[1], b[1]), jnp.minimum(a[2], b[2])
-  return jax.lax.reduce(
+  sum_B, hi_B, lo_B = jax.lax.reduce(
       (jnp.where(valid_BxN, x_BxN, 0.0), jnp.where(valid_BxN, x_BxN, -jnp.inf),
        jnp.where(valid_BxN, x_BxN, jnp.inf)), (0.0, -jnp.inf, jnp.inf), add_max_min, (1,))
-
-
-def _spread(x_BxN: jax.Array, valid_BxN: jax.Array):
-  """(hi_B, lo_B, live_B): each row's valid max and min, and max - min >= EQUAL_SPREAD."""
-  _, hi_B, lo_B = row_sum_range(x_BxN, valid_BxN)
-  return hi_B, lo_B, (hi_B - lo_B) >= EQUAL_SPREAD
+  return RowStats(sum_B, hi_B, lo_B, (hi_B - lo_B) >= EQUAL_SPREAD)
 
 
 def is_constant(x_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
@@ -166,7 +163,7 @@ def is_constant(x_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
   equal non-dyadic rewards (0.1, 0.1, 0.1) leave ~1e-9 deviations, and dividing
   those by their own tiny std would invent +-1 advantages.
   """
-  return ~_spread(x_BxN, valid_BxN)[2]
+  return ~row_stats(x_BxN, valid_BxN).live_B
 
 
 def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0,
@@ -184,7 +181,7 @@ def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0,
   # min and range: x - min is exact for nearby values (1 vs 1 + 1e-7 would lose
   # their deviation in a float32 mean), and tiny rewards (hypothesis found
   # 1.2e-38) would give subnormal means that the CPU flushes to 0.
-  hi_B, lo_B, live_B = _spread(x_BxN, valid_BxN)
+  _, hi_B, lo_B, live_B = row_stats(x_BxN, valid_BxN)
   live_B &= dof_B > 0
   range_B = jnp.where(live_B, hi_B - lo_B, 1.0)
   lo_B = jnp.where(live_B, lo_B, 0.0)

@@ -19,9 +19,8 @@ def grpo(rewards_BxN, valid_BxN, *, ddof, counts, **_):
 @register("dr_grpo", defaults={}, domain="real")
 def dr_grpo(rewards_BxN, valid_BxN, *, counts, **_):
   """A_i = r_i - mean r (Dr. GRPO drops the std division)."""
-  total_B, hi_B, lo_B = _common.row_sum_range(rewards_BxN, valid_BxN)
+  total_B, _, _, live_B = _common.row_stats(rewards_BxN, valid_BxN)
   mean_B = total_B / jnp.maximum(counts.num_valid_B, 1.0)
-  live_B = (hi_B - lo_B) >= _common.EQUAL_SPREAD
   adv_BxN = jnp.where(live_B[:, None] & valid_BxN, rewards_BxN - mean_B[:, None], 0.0)
   return adv_BxN, {}
 
@@ -30,8 +29,8 @@ def dr_grpo(rewards_BxN, valid_BxN, *, counts, **_):
 def rloo(rewards_BxN, valid_BxN, *, counts, **_):
   """A_i = r_i - mean_{j != i} r_j (leave-one-out baseline); 0 with one rollout."""
   n_B = counts.num_valid_B
-  total_B, hi_B, lo_B = _common.row_sum_range(rewards_BxN, valid_BxN)
+  total_B, _, _, live_B = _common.row_stats(rewards_BxN, valid_BxN)
   others_BxN = (total_B[:, None] - rewards_BxN) / jnp.maximum(n_B - 1.0, 1.0)[:, None]
-  live_B = ((hi_B - lo_B) >= _common.EQUAL_SPREAD) & (n_B > 1)
+  live_B &= n_B > 1
   adv_BxN = jnp.where(live_B[:, None] & valid_BxN, rewards_BxN - others_BxN, 0.0)
   return adv_BxN, {}
