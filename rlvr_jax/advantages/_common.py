@@ -119,13 +119,55 @@ def row_counts(rewards_BxN: jax.Array, valid_BxN: jax.Array,
   return Counts(num_pos_B, num_valid_B, bad[0] if bad else jnp.zeros_like(num_pos_B))
 
 
+def row_sum(x_BxN: jax.Array, valid_BxN: jax.Array | None = None) -> jax.Array:
+  """Sum of each row's valid entries (all entries without a mask), [B] float32.
+
+  A matrix-vector product with ones: XLA's CPU backend runs a float reduction
+  along a short minor axis as a scalar loop (it may not reorder float adds),
+  while the product goes to a vectorized kernel, ~5x faster at [4096, 32].
+  HIGHEST precision, so TPUs and GPUs keep every float32 bit (their default
+  float32 products round inputs to bfloat16 / TF32).
+  """
+  ones_N = jnp.ones((x_BxN.shape[-1],), jnp.float32)
+  if valid_BxN is not None:
+    x_BxN = jnp.where(valid_BxN, x_BxN, 0.0)
+  return jnp.dot(x_BxN, ones_N, precision=jax.lax.Precision.HIGHEST)
+
+
 def masked_mean(x_BxN: jax.Array, valid_BxN: jax.Array,
                 n_B: jax.Array | None = None) -> jax.Array:
   """Mean of each row's valid entries (0 for none); `n_B` saves recounting them."""
   if n_B is None:
     n_B = jnp.sum(valid_BxN, axis=-1)
-  total_B = jnp.sum(jnp.where(valid_BxN, x_BxN, 0.0), axis=-1)
-  return total_B / jnp.maximum(n_B, 1)
+  return row_sum(x_BxN, valid_BxN) / jnp.maximum(n_B, 1)
+
+
+_SIGN_FREE_BITS = 0x7FFFFFFF
+
+
+def order_key(x: jax.Array) -> jax.Array:
+  """int32 keys that order as the float32 values do (-0.0 just below 0.0; no NaN).
+
+  Non-negative floats order as their bit patterns; negative ones in reverse,
+  which flipping all but the sign bit undoes. Integer max / min / compare
+  vectorize on XLA's CPU backend where float reductions do not.
+  """
+  bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
+  return jnp.where(bits < 0, bits ^ _SIGN_FREE_BITS, bits)
+
+
+def from_order_key(key: jax.Array) -> jax.Array:
+  """The float32 values of `order_key` keys (the map is its own inverse)."""
+  bits = jnp.where(key < 0, key ^ _SIGN_FREE_BITS, key)
+  return jax.lax.bitcast_convert_type(bits, jnp.float32)
+
+
+def _np_order_key(value: float) -> np.int32:
+  bits = np.float32(value).view(np.int32)
+  return bits ^ np.int32(_SIGN_FREE_BITS) if bits < 0 else bits
+
+
+_KEY_NEG_INF, _KEY_POS_INF = _np_order_key(-np.inf), _np_order_key(np.inf)
 
 
 # Rewards closer than float32's smallest normal number count as equal. Their
@@ -143,17 +185,44 @@ class RowStats(NamedTuple):
 
 
 def row_stats(x_BxN: jax.Array, valid_BxN: jax.Array) -> RowStats:
-  """Sum, max and min of each row's valid entries in one three-output reduction.
+  """Sum, max and min of each row's valid entries.
 
-  One reduction, so XLA emits one fused pass instead of three reductions over
-  three materialized [B, N] selects.
+  Max and min come from one integer reduction over `order_key`s (vectorized
+  on XLA CPU, unlike a float one), the sum from `row_sum`.
   """
-  def add_max_min(a, b):
-    return a[0] + b[0], jnp.maximum(a[1], b[1]), jnp.minimum(a[2], b[2])
-  sum_B, hi_B, lo_B = jax.lax.reduce(
-      (jnp.where(valid_BxN, x_BxN, 0.0), jnp.where(valid_BxN, x_BxN, -jnp.inf),
-       jnp.where(valid_BxN, x_BxN, jnp.inf)), (0.0, -jnp.inf, jnp.inf), add_max_min, (1,))
-  return RowStats(sum_B, hi_B, lo_B, (hi_B - lo_B) >= EQUAL_SPREAD)
+  key_BxN = order_key(x_BxN)
+  hi_key_B, lo_key_B = jax.lax.reduce(
+      (jnp.where(valid_BxN, key_BxN, _KEY_NEG_INF), jnp.where(valid_BxN, key_BxN, _KEY_POS_INF)),
+      (_KEY_NEG_INF, _KEY_POS_INF),
+      lambda a, b: (jnp.maximum(a[0], b[0]), jnp.minimum(a[1], b[1])), (1,))
+  hi_B, lo_B = from_order_key(hi_key_B), from_order_key(lo_key_B)
+  return RowStats(row_sum(x_BxN, valid_BxN), hi_B, lo_B, (hi_B - lo_B) >= EQUAL_SPREAD)
+
+
+def first_in_order(x_B: jax.Array, count: jax.Array) -> jax.Array:
+  """Marks the first `count` entries of a stable ascending sort of x_B, bool [B].
+
+  Sort-free (XLA's CPU argsort of 4096 floats takes ~0.9 ms): bisection over
+  the 2^32 order keys finds the smallest key t with at least `count` entries
+  <= t, in 32 counting passes; entries below t are in, and of those equal to
+  t the ones with the lowest indices fill the remaining places.
+  """
+  # -0.0 and 0.0 tie, as in a sort. Unsigned keys: the bisection's midpoint never overflows.
+  x_B = jnp.where(x_B == 0, 0.0, x_B)
+  key_B = jax.lax.bitcast_convert_type(order_key(x_B), jnp.uint32) ^ jnp.uint32(0x80000000)
+  count = jnp.asarray(count, jnp.int32)
+
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = lo + (hi - lo) // 2
+    enough = jnp.sum(key_B <= mid, dtype=jnp.int32) >= count
+    return jnp.where(enough, lo, mid + 1), jnp.where(enough, mid, hi)
+
+  t, _ = jax.lax.fori_loop(0, 32, halve, (jnp.uint32(0), jnp.uint32(0xFFFFFFFF)))
+  below_B = key_B < t
+  tied_B = key_B == t
+  places = count - jnp.sum(below_B, dtype=jnp.int32)
+  return below_B | (tied_B & (jnp.cumsum(tied_B, dtype=jnp.int32) <= places))
 
 
 def is_constant(x_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
@@ -187,10 +256,10 @@ def standardize(x_BxN: jax.Array, valid_BxN: jax.Array, ddof: int = 0,
   lo_B = jnp.where(live_B, lo_B, 0.0)
   unit_BxN = jnp.where(valid_BxN, (x_BxN - lo_B[:, None]) / range_B[:, None], 0.0)
   # One value at 0, one at 1: deviations from the mean are >= ~1/(2n), no underflow.
-  # unit is already 0 at invalid entries: its plain row sum is the valid sum.
-  mean_B = jnp.sum(unit_BxN, axis=-1) / jnp.maximum(n_B, 1.0)
+  # unit and dev are already 0 at invalid entries: their plain row sums are the valid sums.
+  mean_B = row_sum(unit_BxN) / jnp.maximum(n_B, 1.0)
   dev_BxN = jnp.where(valid_BxN, unit_BxN - mean_B[:, None], 0.0)
-  var_B = jnp.sum(dev_BxN * dev_BxN, axis=-1) / jnp.where(live_B, dof_B, 1.0)
+  var_B = row_sum(dev_BxN * dev_BxN) / jnp.where(live_B, dof_B, 1.0)
   std_B = jnp.sqrt(jnp.where(live_B, var_B, 1.0))
   return jnp.where(live_B[:, None] & valid_BxN, dev_BxN / std_B[:, None], 0.0)
 

@@ -166,11 +166,13 @@ def adaptive_entropy(rewards_BxN, valid_BxN, *, k, fraction, ddof, entropy_BxN, 
   """
   ent_B = _common.masked_mean(entropy_BxN, valid_BxN, counts.num_valid_B)
   has_B = counts.num_valid_B > 0
-  order_B = jnp.argsort(jnp.where(has_B, -ent_B, jnp.inf), stable=True)
-  rank_B = jnp.zeros_like(order_B).at[order_B].set(jnp.arange(order_B.shape[0]))
-  num_high = jnp.floor(fraction * jnp.sum(has_B) + 0.5)
-  high_B = has_B & (rank_B < num_high)
-  adv_k_BxN, info = _analytical_adv(rewards_BxN, valid_BxN, k, counts)
-  adv_1_BxN = _common.standardize(rewards_BxN, valid_BxN, ddof, counts.num_valid_B)
-  adv_BxN = jnp.where(high_B[:, None], adv_1_BxN, adv_k_BxN)
+  num_high = jnp.floor(fraction * jnp.sum(has_B) + 0.5).astype(jnp.int32)
+  # Highest entropy first: smallest -entropy; problems without a valid rollout last.
+  high_B = has_B & _common.first_in_order(jnp.where(has_B, -ent_B, jnp.inf), num_high)
+  pos_k_B, neg_k_B, info = _analytical_rows(rewards_BxN, k, counts)
+  pos_1_B, neg_1_B = (_common.lookup(t_NxN, counts) for t_NxN in
+                      _common.binary_baseline_table("grpo", rewards_BxN.shape[1], ddof))
+  pos_B = jnp.where(high_B, pos_1_B, pos_k_B)
+  neg_B = jnp.where(high_B, neg_1_B, neg_k_B)
+  adv_BxN = _common.binary_blend(rewards_BxN, valid_BxN, pos_B, neg_B)
   return adv_BxN, dict(info, high_entropy=high_B, entropy=ent_B)
