@@ -55,7 +55,7 @@ _first_in_order = jax.jit(_common.first_in_order)
 
 @settings(deadline=None)
 @given(hnp.arrays(np.float32, 64,
-                  elements=st.sampled_from([-2.0, -0.0, 0.0, 0.5, 1.0, np.inf, 7e-45])),
+                  elements=st.sampled_from([-2.0, -0.0, 0.0, 1.2e-38, 0.5, 1.0, np.inf])),
        st.integers(0, 70))
 def test_first_in_order_is_the_head_of_a_stable_sort(x, count):
   got = np.asarray(_first_in_order(x, count))
