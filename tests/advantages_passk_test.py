@@ -243,3 +243,22 @@ def test_sample_groups_uniform_over_valid_subsets(k):
     assert len(counts) == math.comb(n, k)
     se = math.sqrt(G * p * (1 - p))
     assert max(abs(c - G * p) for c in counts.values()) < 5 * se, counts
+
+
+def test_full_sampling_random_order_is_uniform():
+  # passk_full's random order (N <= 64): invalid columns rank last in column
+  # order, and the order of the valid ones is uniform over all 6! = 720
+  # permutations (each count within 5 standard errors of its binomial mean).
+  rows, N = 36000, 8
+  v = np.ones((rows, N), bool)
+  v[:, [2, 5]] = False
+  ranks = np.asarray(jax.jit(passk_sampling._random_ranks)(jax.random.key(3), v))
+  np.testing.assert_array_equal(ranks[:, [2, 5]], np.broadcast_to([6, 7], (rows, 2)))
+  valid_ranks = ranks[:, v[0]]
+  assert np.all(np.sort(valid_ranks, axis=1) == np.arange(6))
+  codes = valid_ranks @ (6 ** np.arange(6))
+  _, counts = np.unique(codes, return_counts=True)
+  p = 1 / math.factorial(6)
+  assert len(counts) == math.factorial(6)
+  se = math.sqrt(rows * p * (1 - p))
+  assert np.max(np.abs(counts - rows * p)) < 5 * se, (counts.min(), counts.max())

@@ -21,6 +21,26 @@ def _random_order(key: jax.Array, valid_BxN: jax.Array) -> jax.Array:
   return jnp.argsort(jnp.where(valid_BxN, u_BxN, 2.0), axis=-1)
 
 
+def _random_ranks(key: jax.Array, valid_BxN: jax.Array) -> jax.Array:
+  """Each entry's rank in a random order of its row, valid entries first, int32 [B, N].
+
+  For N <= 64. Each valid entry's key is 24 random bits above its 6-bit column
+  index, so keys are distinct and a rank is a count of smaller keys (one
+  [B, N, N] integer comparison, no sort); invalid entries get keys above every
+  valid one, in column order. Two valid entries tie on their random bits with
+  probability 2^-24 and then keep column order, the only departure from a
+  uniform random order.
+  """
+  N = valid_BxN.shape[1]
+  if N > 64:
+    raise ValueError(f"_random_ranks packs column indices in 6 bits; N={N} > 64")
+  col_N = jnp.arange(N, dtype=jnp.int32)
+  bits_BxN = jax.random.bits(key, valid_BxN.shape, jnp.uint32)
+  key_BxN = jnp.where(valid_BxN, ((bits_BxN >> 8).astype(jnp.int32) << 6) | col_N,
+                      (1 << 30) | col_N)
+  return jnp.sum(key_BxN[:, None, :] < key_BxN[:, :, None], axis=-1, dtype=jnp.int32)
+
+
 @register("passk_full", defaults={"k": None}, domain="real", check=_common.check_k,
           needs_key=True)
 def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
@@ -36,16 +56,18 @@ def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
   group_ok_BxG = jnp.arange(G)[None, :] < num_groups_B[:, None]
   info = {"num_groups": num_groups_B.astype(jnp.float32)}
   if N <= _common.PAIRWISE_MAX_N:
-    # Random ranks (valid first) by comparison; group g holds ranks [g k, (g+1) k).
-    u_BxN = jax.random.uniform(key, valid_BxN.shape)
-    group_BxN = _common.pairwise_ranks(u_BxN, valid_BxN) // k
+    # Group g holds random ranks [g k, (g+1) k); members share their group's advantage.
+    group_BxN = _random_ranks(key, valid_BxN) // k
     in_BxNxG = group_BxN[:, :, None] == jnp.arange(G)
-    group_max_BxG = jnp.max(jnp.where(in_BxNxG, rewards_BxN[:, :, None], -jnp.inf), axis=1)
+    # The max over each group in order keys: XLA CPU vectorizes integer max, not float.
+    key_BxNxG = jnp.where(in_BxNxG, _common.order_key(rewards_BxN)[:, :, None],
+                          jnp.iinfo(jnp.int32).min)
+    group_max_BxG = _common.from_order_key(jnp.max(key_BxNxG, axis=1))
     group_max_BxG = jnp.where(group_ok_BxG, group_max_BxG, 0.0)
     group_adv_BxG = _common.standardize(group_max_BxG, group_ok_BxG, ddof=0)
-    adv_BxN = jnp.sum(jnp.where(in_BxNxG, group_adv_BxG[:, None, :], 0.0), axis=-1)
-    used_BxN = group_BxN < num_groups_B[:, None]
-    return adv_BxN, dict(info, loss_mask_BxN=used_BxN & valid_BxN)
+    adv_BxN = jnp.take_along_axis(group_adv_BxG, jnp.minimum(group_BxN, G - 1), axis=-1)
+    used_BxN = valid_BxN & (group_BxN < num_groups_B[:, None])
+    return jnp.where(used_BxN, adv_BxN, 0.0), dict(info, loss_mask_BxN=used_BxN)
   perm_BxN = _random_order(key, valid_BxN)
   r_perm_BxN = jnp.take_along_axis(rewards_BxN, perm_BxN, axis=-1)
   r_BxGK = jnp.pad(r_perm_BxN, ((0, 0), (0, G * k - N)))
