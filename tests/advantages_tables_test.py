@@ -1,10 +1,12 @@
-"""The per-(n_valid, n_pos) tables of the binary estimators against the general code."""
+"""The float64 tables of the estimators (per n_valid, n_pos or sorted position) against exact values."""
+
+import math
 
 import numpy as np
 import pytest
 
 from rlvr_jax import advantages
-from rlvr_jax.advantages import _common
+from rlvr_jax.advantages import _common, pkpo
 
 N = 12
 
@@ -38,3 +40,16 @@ def test_bbg_with_each_base_is_weight_times_base():
     zero = (info["num_pos"] == 0) & (info["num_valid"] > 0)
     want = np.where(zero[:, None] & v, -0.1, np.asarray(info["weight"])[:, None] * base_adv)
     np.testing.assert_allclose(adv, want, rtol=1e-6, atol=1e-7, err_msg=base)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, N])
+def test_pkpo_weight_tables_equal_exact_ratios(k):
+  w, w_top = pkpo._weight_tables(k, N)
+  for n in range(N + 1):
+    for p in range(N):
+      live = p < n and n >= k
+      want = math.comb(p, k - 1) / math.comb(n, k) if live else 0.0
+      want_top = (math.comb(p - 1, k - 2) / math.comb(n, k)
+                  if live and p >= 1 and k >= 2 else 0.0)
+      np.testing.assert_allclose(w[n, p], want, rtol=1e-6, err_msg=f"n={n} p={p}")
+      np.testing.assert_allclose(w_top[n, p], want_top, rtol=1e-6, err_msg=f"n={n} p={p}")

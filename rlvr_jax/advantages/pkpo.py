@@ -30,29 +30,46 @@ is >= 0, so a cumulative sum computes it without cancellation; wrong binary
 samples get exactly 0, correct ones C(n-c, k-1) / C(n, k). For k = 1 the set
 S \\ i is empty; there we use the RLOO baseline, a_i = (f_i - mean_{j!=i} f_j) / n.
 
-Weights W_l = C(l, k-1) / C(n, k) come from W_{n-1} = k/n and
-W_{l-1} / W_l = 1 - (k-1)/l, a reversed cumulative sum of log1p terms: O(N) a
-problem and exact to float32 rounding where log-gamma differences are not.
+Ranks: tied rewards get equal values in exact arithmetic (Pascal's rule,
+C(p-1, k-1) + C(p-1, k-2) = C(p, k-1), makes the sums above agree across a
+tie), so each rollout can read its value at the first sorted position of its
+reward. Weights C(p, k-1) / C(n, k) and C(p-1, k-2) / C(n, k) depend on
+(n, p) alone and are tabulated once per (k, N) in float64.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rlvr_jax.advantages import _common
 from rlvr_jax.advantages._common import register
 
 
-def _log_weights(n_Bx1: jax.Array, k: int, N: int) -> jax.Array:
-  """log(C(p, k-1) / C(n, k)) at sorted position p = 0..N-1 (-inf where zero)."""
-  m_N = jnp.arange(N, dtype=jnp.float32)
-  use_BxN = (m_N >= k) & (m_N <= n_Bx1 - 1)
-  term_BxN = jnp.where(use_BxN, jnp.log1p(-(k - 1) / jnp.maximum(m_N, 1.0)), 0.0)
-  # sum_{m=p+1}^{n-1} term_m: reversed inclusive cumsum shifted by one position.
-  rev_BxN = jnp.flip(jnp.cumsum(jnp.flip(term_BxN, -1), axis=-1), -1)
-  tail_BxN = jnp.pad(rev_BxN[:, 1:], ((0, 0), (0, 1)))
-  log_w_BxN = jnp.log(k / jnp.maximum(n_Bx1, 1.0)) + tail_BxN
-  live_BxN = (m_N >= k - 1) & (m_N <= n_Bx1 - 1)
-  return jnp.where(live_BxN, log_w_BxN, -jnp.inf)
+@functools.lru_cache(maxsize=32)
+def _weight_tables(k: int, N: int) -> np.ndarray:
+  """[2, N + 1, N] float32 at [:, n, p]: C(p, k-1) / C(n, k) and C(p-1, k-2) / C(n, k).
+
+  The first is the weight of sorted position p being a subset's maximum (for
+  the loo-1 gaps and the max@k estimate), the second that of p topping a
+  subset that holds a lower-ranked rollout ("none"). 0 outside 0 <= p < n,
+  n >= k; log-factorial differences in float64, relative error ~1e-12.
+  """
+  log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, N + 1, dtype=np.float64)))])
+
+  def log_comb(a, b):
+    ok = (b >= 0) & (a >= b)
+    safe_a, safe_b = np.where(ok, a, 0), np.where(ok, b, 0)
+    return np.where(ok, log_fact[safe_a] - log_fact[safe_b] - log_fact[safe_a - safe_b], -np.inf)
+
+  n_Nx1 = np.arange(N + 1)[:, None]
+  p_1xN = np.arange(N)[None, :]
+  live_NxN = (p_1xN < n_Nx1) & (n_Nx1 >= k)
+  log_total = np.where(n_Nx1 >= k, log_comb(n_Nx1, np.full_like(n_Nx1, k)), 0.0)
+  tables = [np.where(live_NxN, np.exp(log_comb(p_1xN - shift, np.full_like(p_1xN, k - 1 - shift))
+                                      - log_total), 0.0) for shift in (0, 1)]
+  return np.stack(tables).astype(np.float32)
 
 
 def _check_pkpo(params, N):
@@ -61,9 +78,45 @@ def _check_pkpo(params, N):
     raise ValueError(f"baseline must be 'loo_minus_one' or 'none', got {params['baseline']!r}")
 
 
+def _sorted_by_comparison(f_BxN: jax.Array, valid_BxN: jax.Array):
+  """(valid rewards sorted ascending, each rollout's first sorted position), for N <= 64.
+
+  A rollout's first position is the number of valid rewards below its own (one
+  [B, N, N] integer comparison of order keys). Sorted position p holds the
+  largest reward whose first position is <= p. Positions past a row's valid
+  count hold garbage; callers mask them.
+  """
+  N = f_BxN.shape[1]
+  key_BxN = jnp.where(valid_BxN, _common.order_key(f_BxN), jnp.iinfo(jnp.int32).max)
+  first_BxN = jnp.sum(key_BxN[:, None, :] < key_BxN[:, :, None], axis=-1, dtype=jnp.int32)
+  reached_BxNxN = first_BxN[:, None, :] <= jnp.arange(N)[:, None]   # [b, p, i]
+  sorted_key_BxN = jnp.max(jnp.where(reached_BxNxN, key_BxN[:, None, :],
+                                     jnp.iinfo(jnp.int32).min), axis=-1)
+  read_back = lambda s_BxN: jnp.take_along_axis(s_BxN, first_BxN, axis=-1)
+  return _common.from_order_key(sorted_key_BxN), read_back
+
+
+def _sorted_by_sort(f_BxN: jax.Array, valid_BxN: jax.Array):
+  """As `_sorted_by_comparison`, by a stable argsort (any N)."""
+  order_BxN = jnp.argsort(jnp.where(valid_BxN, f_BxN, jnp.inf), axis=-1, stable=True)
+  read_back = lambda s_BxN: _common.unpermute(s_BxN, order_BxN)
+  return jnp.take_along_axis(f_BxN, order_BxN, axis=-1), read_back
+
+
+def _cumsum(x_BxN: jax.Array, strict_reverse: bool = False) -> jax.Array:
+  """Row prefix sums (or sums over later positions) as a product with a triangular matrix.
+
+  XLA's CPU cumsum is ~3x slower at [4096, 32]; HIGHEST keeps float32 on TPU / GPU.
+  """
+  N = x_BxN.shape[1]
+  tri_NxN = np.tril(np.ones((N, N), np.float32), -1) if strict_reverse else np.triu(
+      np.ones((N, N), np.float32))
+  return jnp.dot(x_BxN, tri_NxN, precision=jax.lax.Precision.HIGHEST)
+
+
 @register("pkpo", defaults={"k": None, "baseline": "loo_minus_one"}, domain="real",
           check=_check_pkpo)
-def pkpo(rewards_BxN, valid_BxN, *, k, baseline, **_):
+def pkpo(rewards_BxN, valid_BxN, *, k, baseline, counts, **_):
   """Unbiased Pass@k (max@k) gradient weights: sum_i a_i grad log pi(y_i) estimates grad J.
 
   Works for binary and continuous rewards. Problems with fewer than k valid
@@ -71,68 +124,28 @@ def pkpo(rewards_BxN, valid_BxN, *, k, baseline, **_):
   unbiased estimate of J itself (pass@k for binary rewards).
   """
   B, N = rewards_BxN.shape
-  n_B = jnp.sum(valid_BxN, axis=-1).astype(jnp.float32)
+  n_B = counts.num_valid_B
   enough_B = n_B >= k
-  w_BxN = jnp.exp(_log_weights(n_B[:, None], k, N))               # C(p, k-1) / C(n, k)
-  if N <= _common.PAIRWISE_MAX_N:
-    return _pairwise(rewards_BxN, valid_BxN, k, baseline, n_B, enough_B, w_BxN)
-  # Valid rewards first, ascending; invalid ones (+inf keys) last.
-  order_BxN = jnp.argsort(jnp.where(valid_BxN, rewards_BxN, jnp.inf), axis=-1, stable=True)
-  f_BxN = jnp.take_along_axis(jnp.where(valid_BxN, rewards_BxN, 0.0), order_BxN, axis=-1)
-  p_N = jnp.arange(N, dtype=jnp.float32)
+  f_BxN = jnp.where(valid_BxN, rewards_BxN, 0.0)
+  sort = _sorted_by_comparison if N <= _common.PAIRWISE_MAX_N else _sorted_by_sort
+  f_sorted_BxN, read_back = sort(f_BxN, valid_BxN)
+  p_N = jnp.arange(N)
   live_BxN = p_N[None, :] < n_B[:, None]
-  maxg_B = jnp.sum(jnp.where(live_BxN, w_BxN * f_BxN, 0.0), axis=-1)
+  f_sorted_BxN = jnp.where(live_BxN, f_sorted_BxN, 0.0)
+  w_NxN, w_top_NxN = _weight_tables(k, N)
+  n_int_B = n_B.astype(jnp.int32)
+  w_BxN = jnp.asarray(w_NxN)[n_int_B]                                # C(p, k-1) / C(n, k)
+  maxg_B = _common.row_sum(w_BxN * f_sorted_BxN)
   if baseline == "none":
-    # C(p-1, k-2) / C(n, k) = W_p (k-1) / p, the weight of being the top of a subset with i.
-    w2_BxN = jnp.where(p_N >= 1, w_BxN * (k - 1) / jnp.maximum(p_N, 1.0), 0.0)
-    top_BxN = jnp.where(live_BxN, w2_BxN * f_BxN, 0.0)
-    above_BxN = jnp.flip(jnp.cumsum(jnp.flip(top_BxN, -1), axis=-1), -1) - top_BxN
-    s_BxN = w_BxN * f_BxN + above_BxN
+    top_BxN = jnp.asarray(w_top_NxN)[n_int_B] * f_sorted_BxN       # C(p-1, k-2) / C(n, k) f_p
+    s_BxN = w_BxN * f_sorted_BxN + _cumsum(top_BxN, strict_reverse=True)
   elif k == 1:
-    total_B = jnp.sum(jnp.where(live_BxN, f_BxN, 0.0), axis=-1)
-    others_BxN = (total_B[:, None] - f_BxN) / jnp.maximum(n_B - 1.0, 1.0)[:, None]
-    s_BxN = jnp.where((n_B > 1)[:, None], (f_BxN - others_BxN) / n_B[:, None], 0.0)
+    total_B = _common.row_sum(f_sorted_BxN)
+    others_BxN = (total_B[:, None] - f_sorted_BxN) / jnp.maximum(n_B - 1.0, 1.0)[:, None]
+    s_BxN = jnp.where((n_B > 1)[:, None], (f_sorted_BxN - others_BxN) / n_B[:, None], 0.0)
   else:
-    gap_BxN = jnp.pad(f_BxN[:, 1:] - f_BxN[:, :-1], ((0, 0), (1, 0)))
-    g_BxN = jnp.where(live_BxN & (p_N >= 1), gap_BxN * w_BxN, 0.0)
-    s_BxN = jnp.cumsum(g_BxN, axis=-1)
-  s_BxN = jnp.where(live_BxN & enough_B[:, None], s_BxN, 0.0)
-  adv_BxN = _common.unpermute(s_BxN, order_BxN)
+    gap_BxN = jnp.pad(f_sorted_BxN[:, 1:] - f_sorted_BxN[:, :-1], ((0, 0), (1, 0)))
+    s_BxN = _cumsum(jnp.where(live_BxN & (p_N >= 1), gap_BxN * w_BxN, 0.0))
+  adv_BxN = jnp.where(valid_BxN & enough_B[:, None], read_back(s_BxN), 0.0)
   return adv_BxN, {"maxg_at_k": jnp.where(enough_B, maxg_B, 0.0),
                    "too_few_valid": ~enough_B}
-
-
-def _pairwise(rewards_BxN, valid_BxN, k, baseline, n_B, enough_B, w_BxN):
-  """The same sums over ranks from [B, N, N] comparisons, without sorting.
-
-  Sorted position p of a rollout is its rank; a_i (loo-1) is written directly
-  as sum_{j ranked below i} C(rank_j, k-2) / C(n, k) (f_i - f_j), every term >= 0.
-  """
-  N = rewards_BxN.shape[1]
-  f_BxN = jnp.where(valid_BxN, rewards_BxN, 0.0)
-  rank_BxN = _common.pairwise_ranks(f_BxN, valid_BxN)
-  p_N = jnp.arange(N, dtype=jnp.float32)
-  w_rank_BxN = jnp.take_along_axis(w_BxN, rank_BxN, axis=-1)       # C(rank, k-1) / C(n, k)
-  maxg_B = jnp.sum(jnp.where(valid_BxN, w_rank_BxN * f_BxN, 0.0), axis=-1)
-  pair_BxNxN = (valid_BxN[:, :, None] & valid_BxN[:, None, :])
-  if baseline == "none":
-    # Weight of j being the top of a subset that holds i below it: C(rank_j - 1, k-2) / C(n, k).
-    w2_BxN = jnp.where(p_N >= 1, w_BxN * (k - 1) / jnp.maximum(p_N, 1.0), 0.0)
-    w2_rank_BxN = jnp.take_along_axis(w2_BxN, rank_BxN, axis=-1)
-    above_BxNxN = pair_BxNxN & (rank_BxN[:, None, :] > rank_BxN[:, :, None])
-    s_BxN = w_rank_BxN * f_BxN + jnp.sum(
-        jnp.where(above_BxNxN, (w2_rank_BxN * f_BxN)[:, None, :], 0.0), axis=-1)
-  elif k == 1:
-    total_B = jnp.sum(f_BxN, axis=-1)
-    others_BxN = (total_B[:, None] - f_BxN) / jnp.maximum(n_B - 1.0, 1.0)[:, None]
-    s_BxN = jnp.where((n_B > 1)[:, None], (f_BxN - others_BxN) / n_B[:, None], 0.0)
-  else:
-    # C(p, k-2) / C(n, k) = W_{p+1} (k-1) / (p+1); the top rank is never below anyone.
-    w_next_BxN = jnp.pad(w_BxN[:, 1:], ((0, 0), (0, 1)))
-    w3_BxN = w_next_BxN * (k - 1) / (p_N + 1.0)
-    w3_rank_BxN = jnp.take_along_axis(w3_BxN, rank_BxN, axis=-1)
-    below_BxNxN = pair_BxNxN & (rank_BxN[:, None, :] < rank_BxN[:, :, None])
-    diff_BxNxN = f_BxN[:, :, None] - f_BxN[:, None, :]
-    s_BxN = jnp.sum(jnp.where(below_BxNxN, w3_rank_BxN[:, None, :] * diff_BxNxN, 0.0), axis=-1)
-  adv_BxN = jnp.where(valid_BxN & enough_B[:, None], s_BxN, 0.0)
-  return adv_BxN, {"maxg_at_k": jnp.where(enough_B, maxg_B, 0.0), "too_few_valid": ~enough_B}
