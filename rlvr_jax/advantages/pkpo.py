@@ -82,15 +82,16 @@ def _sorted_by_comparison(f_BxN: jax.Array, valid_BxN: jax.Array):
   """(valid rewards sorted ascending, each rollout's first sorted position), for N <= 64.
 
   A rollout's first position is the number of valid rewards below its own (one
-  [B, N, N] integer comparison of order keys). Sorted position p holds the
-  largest reward whose first position is <= p. Positions past a row's valid
-  count hold garbage; callers mask them.
+  [B, N, N] float comparison); sorted position p holds the largest reward whose
+  first position is <= p (an integer max over order keys: XLA CPU vectorizes
+  that, not a float max along the row). Positions past a row's valid count
+  hold garbage; callers mask them.
   """
   N = f_BxN.shape[1]
-  key_BxN = jnp.where(valid_BxN, _common.order_key(f_BxN), jnp.iinfo(jnp.int32).max)
-  first_BxN = jnp.sum(key_BxN[:, None, :] < key_BxN[:, :, None], axis=-1, dtype=jnp.int32)
+  x_BxN = jnp.where(valid_BxN, f_BxN, jnp.inf)
+  first_BxN = jnp.sum(x_BxN[:, None, :] < x_BxN[:, :, None], axis=-1, dtype=jnp.int32)
   reached_BxNxN = first_BxN[:, None, :] <= jnp.arange(N)[:, None]   # [b, p, i]
-  sorted_key_BxN = jnp.max(jnp.where(reached_BxNxN, key_BxN[:, None, :],
+  sorted_key_BxN = jnp.max(jnp.where(reached_BxNxN, _common.order_key(f_BxN)[:, None, :],
                                      jnp.iinfo(jnp.int32).min), axis=-1)
   read_back = lambda s_BxN: jnp.take_along_axis(s_BxN, first_BxN, axis=-1)
   return _common.from_order_key(sorted_key_BxN), read_back
