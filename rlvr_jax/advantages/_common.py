@@ -321,22 +321,6 @@ def binary_blend(rewards_BxN: jax.Array, valid_BxN: jax.Array, a_pos_B: jax.Arra
 PAIRWISE_MAX_N = 64
 
 
-def pairwise_ranks(keys_BxN: jax.Array, valid_BxN: jax.Array) -> jax.Array:
-  """Rank of each valid entry among its row's valid entries, ascending by key.
-
-  Ties are broken by column index, so ranks are 0..n-1 exactly. Invalid entries
-  get ranks n..N-1 (in column order). int32 [B, N].
-  """
-  N = keys_BxN.shape[1]
-  col_N = jnp.arange(N)
-  earlier_NxN = col_N[None, :] < col_N[:, None]           # [i, j]: j before i
-  k_i, k_j = keys_BxN[:, :, None], keys_BxN[:, None, :]
-  below_BxNxN = (k_j < k_i) | ((k_j == k_i) & earlier_NxN)
-  v_i, v_j = valid_BxN[:, :, None], valid_BxN[:, None, :]
-  before_BxNxN = jnp.where(v_i, v_j & below_BxNxN, v_j | earlier_NxN)
-  return jnp.sum(before_BxNxN, axis=-1, dtype=jnp.int32)
-
-
 def unpermute(x_perm_BxN: jax.Array, perm_BxN: jax.Array) -> jax.Array:
   """y with y[b, perm[b, i]] = x_perm[b, i]: undoes a per-row gather by perm.
 
