@@ -36,6 +36,33 @@ def _prompts(batch: int) -> list[str]:
   return [f"{_QUESTIONS[i % len(_QUESTIONS)]} (#{i})" for i in range(batch)]
 
 
+def load_hf(params, cfg):
+  """transformers' model on rlvr_jax's HF export of the same params, float32."""
+  import tempfile
+
+  import torch
+  import transformers
+  from rlvr_jax import checkpoints
+
+  with tempfile.TemporaryDirectory() as directory:
+    checkpoints.export_hf(params, cfg, directory)
+    return transformers.AutoModelForCausalLM.from_pretrained(directory,
+                                                             dtype=torch.float32).eval()
+
+
+def run_hf(hf, tokens_BxP, mask_BxP, pad_id: int, new_tokens: int, seed: int) -> None:
+  """transformers generate: temperature 1, top_p 0.95, exactly `new_tokens` new tokens."""
+  import torch
+
+  torch.manual_seed(seed)
+  with torch.no_grad():
+    out = hf.generate(torch.tensor(tokens_BxP, dtype=torch.long),
+                      attention_mask=torch.tensor(mask_BxP, dtype=torch.long),
+                      do_sample=True, temperature=1.0, top_p=0.95, top_k=0,
+                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, pad_token_id=pad_id)
+  assert out.shape[1] - tokens_BxP.shape[1] == new_tokens
+
+
 def main() -> None:
   ap = argparse.ArgumentParser()
   ap.add_argument("--batches", default="1,16,64")
@@ -51,21 +78,13 @@ def main() -> None:
   # torch gets the same count.
   os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.threads])
   os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=true"
-  import tempfile
-
   import jax
   import torch
-  import transformers
   from rlvr_jax import checkpoints, sampling, sampling_text
 
   torch.set_num_threads(args.threads)
   cfg, params, tok = checkpoints.load_policy("smollm2_135m_instruct")
-  hf = None
-  if not args.skip_hf:
-    with tempfile.TemporaryDirectory() as directory:
-      checkpoints.export_hf(params, cfg, directory)
-      hf = transformers.AutoModelForCausalLM.from_pretrained(directory,
-                                                             dtype=torch.float32).eval()
+  hf = None if args.skip_hf else load_hf(params, cfg)
   # FLOPs a generated token: 2 per weight; the tied embedding counts once, as
   # the head (the lookup is free); norms are negligible; attention over the
   # cache is left out, so the ceiling is slightly generous.
@@ -84,17 +103,11 @@ def main() -> None:
       jax.block_until_ready(out)
       assert int(out.lengths.min()) == t_new
 
-    def run_hf(seed):
-      torch.manual_seed(seed)
-      with torch.no_grad():
-        out = hf.generate(torch.tensor(tokens_BxP, dtype=torch.long),
-                          attention_mask=torch.tensor(mask_BxP, dtype=torch.long),
-                          do_sample=True, temperature=1.0, top_p=0.95, top_k=0,
-                          max_new_tokens=t_new, min_new_tokens=t_new, pad_token_id=cfg.pad_id)
-      assert out.shape[1] - tokens_BxP.shape[1] == t_new
+    def run_transformers(seed):
+      run_hf(hf, tokens_BxP, mask_BxP, cfg.pad_id, t_new, seed)
 
     row = {"batch": batch, "prompt_len": int(tokens_BxP.shape[1])}
-    for name, fn in (("rlvr_jax", run_jax), ("transformers", run_hf)):
+    for name, fn in (("rlvr_jax", run_jax), ("transformers", run_transformers)):
       if name == "transformers" and hf is None:
         continue
       t0 = time.perf_counter()
