@@ -79,9 +79,10 @@ def _check_pkpo(params, N):
 
 
 def _sorted_by_comparison(f_BxN: jax.Array, valid_BxN: jax.Array):
-  """(valid rewards sorted ascending, each rollout's first sorted position), for N <= 64.
+  """(valid rewards sorted ascending [B, N], read_back), for N <= 64.
 
-  A rollout's first position is the number of valid rewards below its own (one
+  `read_back(s_BxN)` gives each rollout the value of a sorted-space array at
+  its reward's first sorted position. A rollout's first position is the number of valid rewards below its own (one
   [B, N, N] float comparison); sorted position p holds the largest reward whose
   first position is <= p (an integer max over order keys: XLA CPU vectorizes
   that, not a float max along the row). Positions past a row's valid count
@@ -98,7 +99,8 @@ def _sorted_by_comparison(f_BxN: jax.Array, valid_BxN: jax.Array):
 
 
 def _sorted_by_sort(f_BxN: jax.Array, valid_BxN: jax.Array):
-  """As `_sorted_by_comparison`, by a stable argsort (any N)."""
+  """As `_sorted_by_comparison`, by a stable argsort (any N); tied rollouts read their own
+  positions in the tie, which hold equal values."""
   order_BxN = jnp.argsort(jnp.where(valid_BxN, f_BxN, jnp.inf), axis=-1, stable=True)
   read_back = lambda s_BxN: _common.unpermute(s_BxN, order_BxN)
   return jnp.take_along_axis(f_BxN, order_BxN, axis=-1), read_back
