@@ -1,6 +1,5 @@
 """benchmarks/sampler_bound.py counts every weight matmul and its chains run (so it cannot rot)."""
 
-import importlib.util
 import os
 import sys
 
@@ -9,20 +8,12 @@ import numpy as np
 
 from rlvr_jax import models
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _bound():
-  sys.path.insert(0, os.path.join(ROOT, "benchmarks"))  # it imports sampler_bench
-  spec = importlib.util.spec_from_file_location(
-      "sampler_bound", os.path.join(ROOT, "benchmarks", "sampler_bound.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
+import sampler_bound as bound  # noqa: E402
 
 
 def test_weights_only_chain_holds_every_matmul_weight_and_runs():
-  bound = _bound()
   cfg = models.preset("tiny")
   params = models.init_params(cfg, jax.random.key(0))
   mats = bound._matmul_weights(params, cfg)
