@@ -303,6 +303,13 @@ def lookup(table_NxN: np.ndarray, counts: Counts) -> jax.Array:
                                 counts.num_pos_B.astype(jnp.int32)]
 
 
+def binary_baseline(base: str, counts: Counts, N: int, ddof: int = 0
+                    ) -> tuple[jax.Array, jax.Array]:
+  """Per-problem (A_pos, A_neg) of a Pass@1 baseline for binary rewards, from its table."""
+  a_pos_B, a_neg_B = (lookup(t_NxN, counts) for t_NxN in binary_baseline_table(base, N, ddof))
+  return a_pos_B, a_neg_B
+
+
 def binary_blend(rewards_BxN: jax.Array, valid_BxN: jax.Array, a_pos_B: jax.Array,
                  a_neg_B: jax.Array) -> jax.Array:
   """A_pos at valid rewards 1, A_neg at valid rewards 0, 0 at invalid entries.

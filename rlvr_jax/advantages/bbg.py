@@ -88,8 +88,7 @@ def bbg(rewards_BxN, valid_BxN, *, K, tau, alpha, beta, zero_success_coef, base,
   zero_B = has_B & (m_B == 0)
   gated_B = has_B & (m_B > 0) & (weight_B < tau)
   # Rewards are binary, so the base advantage is a per-problem closed form too.
-  base_pos_B, base_neg_B = (_common.lookup(t_NxN, counts) for t_NxN in
-                            _common.binary_baseline_table(base, N, ddof))
+  base_pos_B, base_neg_B = _common.binary_baseline(base, counts, N, ddof)
   scale_B = jnp.where(gated_B, 0.0, weight_B)
   pos_B = jnp.where(zero_B, -zero_success_coef, scale_B * base_pos_B)
   neg_B = jnp.where(zero_B, -zero_success_coef, scale_B * base_neg_B)

@@ -20,7 +20,6 @@ float32 rounding at n = 1024, k = 512, and no [B, N] pass of log1p terms.
 import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -49,7 +48,7 @@ def _analytical_table(k: int, N: int) -> np.ndarray:
 
   They depend on two integers in [0, N] only, so they are tabulated once per
   (k, N) in float64 and each problem looks its values up: no [B, N] pass of
-  log1p terms at run time. Inactive problems (see `analytical_pos_neg`) get 0.
+  log1p terms at run time. Inactive problems (see `_analytical_rows`) get 0.
   """
   n_Nx1 = np.arange(N + 1, dtype=np.float64)[:, None]
   c_1xN = np.arange(N + 1, dtype=np.float64)[None, :]
@@ -71,25 +70,15 @@ def _analytical_table(k: int, N: int) -> np.ndarray:
   return table.astype(np.float32)
 
 
-def analytical_pos_neg(num_pos_B: jax.Array, num_valid_B: jax.Array, k: int, N: int):
-  """Per-problem (A_pos, A_neg, R, active) of passk_analytical.
-
-  `active` is False where sig = 0 (no correct response, n_neg < k) or where a
-  problem has fewer than k valid rollouts; those problems get A_pos = A_neg = 0.
-  """
-  c_B, n_B = num_pos_B, num_valid_B
-  active_B = (c_B > 0) & (n_B - c_B >= k) & (n_B >= k)
-  at_B = (n_B.astype(jnp.int32), c_B.astype(jnp.int32))
-  a_pos_B, a_neg_B, r_B = (jnp.asarray(t_NxN)[at_B] for t_NxN in _analytical_table(k, N))
-  return a_pos_B, a_neg_B, r_B, active_B
-
-
 def _analytical_rows(rewards_BxN, k, counts):
-  """(A_pos_B, A_neg_B, info) of passk_analytical."""
-  num_pos_B, num_valid_B, _ = counts
-  a_pos_B, a_neg_B, r_B, _ = analytical_pos_neg(num_pos_B, num_valid_B, k,
-                                                rewards_BxN.shape[1])
-  return a_pos_B, a_neg_B, {"group_reward": r_B, "too_few_valid": num_valid_B < k}
+  """(A_pos_B, A_neg_B, info) of passk_analytical, looked up by (n_valid, n_pos).
+
+  Problems without a correct response, with n_neg < k, or with fewer than k
+  valid rollouts get A_pos = A_neg = 0 (sig = 0 or too few rollouts).
+  """
+  a_pos_B, a_neg_B, r_B = (_common.lookup(t_NxN, counts)
+                           for t_NxN in _analytical_table(k, rewards_BxN.shape[1]))
+  return a_pos_B, a_neg_B, {"group_reward": r_B, "too_few_valid": counts.num_valid_B < k}
 
 
 def _analytical_adv(rewards_BxN, valid_BxN, k, counts):
@@ -115,8 +104,7 @@ def passk_combination(rewards_BxN, valid_BxN, *, k, ddof, counts, **_):
   """A = (n_pos / n) A_passk + (1 - n_pos / n) A_grpo (paper Eq. 18)."""
   # Both terms are per-problem closed forms for binary rewards: mix them per row.
   pos_k_B, neg_k_B, info = _analytical_rows(rewards_BxN, k, counts)
-  pos_1_B, neg_1_B = (_common.lookup(t_NxN, counts) for t_NxN in
-                      _common.binary_baseline_table("grpo", rewards_BxN.shape[1], ddof))
+  pos_1_B, neg_1_B = _common.binary_baseline("grpo", counts, rewards_BxN.shape[1], ddof)
   num_pos_B, num_valid_B, _ = counts
   acc_B = num_pos_B / jnp.maximum(num_valid_B, 1.0)
   pos_B = acc_B * pos_k_B + (1.0 - acc_B) * pos_1_B
@@ -170,8 +158,7 @@ def adaptive_entropy(rewards_BxN, valid_BxN, *, k, fraction, ddof, entropy_BxN, 
   # Highest entropy first: smallest -entropy; problems without a valid rollout last.
   high_B = has_B & _common.first_in_order(jnp.where(has_B, -ent_B, jnp.inf), num_high)
   pos_k_B, neg_k_B, info = _analytical_rows(rewards_BxN, k, counts)
-  pos_1_B, neg_1_B = (_common.lookup(t_NxN, counts) for t_NxN in
-                      _common.binary_baseline_table("grpo", rewards_BxN.shape[1], ddof))
+  pos_1_B, neg_1_B = _common.binary_baseline("grpo", counts, rewards_BxN.shape[1], ddof)
   pos_B = jnp.where(high_B, pos_1_B, pos_k_B)
   neg_B = jnp.where(high_B, neg_1_B, neg_k_B)
   adv_BxN = _common.binary_blend(rewards_BxN, valid_BxN, pos_B, neg_B)
