@@ -20,14 +20,15 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax.rl import data as data_lib
 from rlvr_jax.rl import rollout, step as step_lib
+from rlvr_jax.sampling_text import left_pad
 
 
 def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, chat: bool,
               max_prompt_len: int, max_new_tokens: int, pad_id: int, eos_id: int) -> dict:
   """Rows prompt + target + EOS, the target (and EOS) as loss tokens."""
   ids_B = [rollout.encode_prompt(task, tokenizer, ex, chat) for ex in examples]
-  prompt_BxP, pmask_BxP = rollout.left_pad(ids_B, pad_id, multiple=rollout.PROMPT_MULTIPLE,
-                                             max_len=max_prompt_len)
+  prompt_BxP, pmask_BxP = left_pad(ids_B, pad_id, multiple=rollout.PROMPT_MULTIPLE,
+                                    max_len=max_prompt_len)
   b = len(examples)
   resp_BxT = np.full((b, max_new_tokens), pad_id, np.int32)
   rmask_BxT = np.zeros((b, max_new_tokens), np.int32)
