@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax import advantages, sharding, tasks
-from rlvr_jax.rl import data as data_lib, logger, rollout, train
+from rlvr_jax.rl import batch as batch_lib, data as data_lib, logger, rollout, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("maze_smollm2", "countdown_smollm2")
@@ -76,8 +76,8 @@ def test_one_runlocal_rollout_verify_advantage_each_config():
       adv_BxN = np.asarray(adv_BxN)
       assert adv_BxN.shape == (b, n) and np.all(np.isfinite(adv_BxN))
       np.testing.assert_array_equal(np.asarray(info["num_pos"]), ro.rewards_BxN.sum(-1))
-      batch = rollout.train_batch(ro, adv_BxN, np.ones((b, n), bool))
-      assert batch["tokens_RxL"].shape == (b * n, ro.prompt_BxP.shape[1] + rl.max_new_tokens)
+      batch = batch_lib.assemble(ro, adv_BxN, np.ones((b, n), bool))
+      assert batch.tokens_RxL.shape == (b * n, ro.prompt_BxP.shape[1] + rl.max_new_tokens)
 
 
 @pytest.mark.slow

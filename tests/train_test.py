@@ -19,7 +19,7 @@ import pytest
 from jax._src import compilation_cache
 
 from rlvr_jax import tasks
-from rlvr_jax.rl import checkpointing, logger, rollout, train, warmstart
+from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, rollout, train, warmstart
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "maze_tiny.py")
@@ -199,24 +199,46 @@ def test_sigterm_in_warm_start_stops_and_a_finished_warm_start_is_reused(tmp_pat
   assert [r["step"] for r in _records(work, "warmstart")] == [2]
 
 
-def test_pick_groups_puts_varied_groups_first_and_marks_fillers_invalid():
-  def ro(rewards_BxN):
-    r = np.asarray(rewards_BxN, np.float32)
-    b, n = r.shape
-    z = np.zeros((b * n, 2), np.int32)
-    return rollout.Rollouts(examples=list(range(b)), prompt_BxP=np.zeros((b, 3), np.int32),
-                            prompt_mask_BxP=np.ones((b, 3), np.int32), tokens_RxT=z, mask_RxT=z,
-                            logprobs_RxT=z.astype(np.float32), entropy_RxT=z.astype(np.float32),
-                            lengths_R=np.zeros(b * n, np.int32), finished_R=np.ones(b * n, bool),
-                            responses=[""] * (b * n), rewards_BxN=r)
-  parts = [ro([[0, 0], [1, 0], [1, 1]]), ro([[0, 0], [0, 1], [1, 1]])]
-  picked, valid_BxN, filled = train._pick_groups(parts, 3, dynamic=True)
-  # Concatenated groups 0..5; varied ones are 1 and 4; then the first flat ones fill.
-  assert picked.examples == [1, 1, 0] and filled == 1
+def _rollouts(rewards_BxN, finished_R=None):
+  r = np.asarray(rewards_BxN, np.float32)
+  b, n = r.shape
+  z = np.zeros((b * n, 2), np.int32)
+  finished_R = np.ones(b * n, bool) if finished_R is None else np.asarray(finished_R, bool)
+  return rollout.Rollouts(examples=list(range(b)), prompt_BxP=np.zeros((b, 3), np.int32),
+                          prompt_mask_BxP=np.ones((b, 3), np.int32), tokens_RxT=z, mask_RxT=z,
+                          logprobs_RxT=z.astype(np.float32),
+                          sampling_logprobs_RxT=z.astype(np.float32),
+                          entropy_RxT=z.astype(np.float32), lengths_R=np.zeros(b * n, np.int32),
+                          finished_R=finished_R, responses=[""] * (b * n), rewards_BxN=r)
+
+
+def test_sample_groups_puts_varied_groups_first_and_marks_fillers_invalid():
+  parts = iter([_rollouts([[0, 0], [1, 0], [1, 1]]), _rollouts([[0, 0], [0, 1], [1, 1]])])
+  spec = batch_lib.BatchSpec(generate=lambda p, ex, k: next(parts), batch_prompts=3,
+                             dynamic_sampling=True, max_tries=2)
+  picked, valid_BxN, counts = batch_lib.sample_groups(None, jax.random.PRNGKey(0), spec,
+                                                      lambda b: [None] * b)
+  # Concatenated groups 0..5; varied ones are 1 and 4; then the first flat one fills (2 tries,
+  # the bound, give only 2 varied groups of the 3 wanted).
+  assert picked.examples == [1, 1, 0] and counts["dyn_filled_groups"] == 1
+  assert counts["sampling_tries"] == 2
   np.testing.assert_array_equal(valid_BxN, [[True, True], [True, True], [False, False]])
   np.testing.assert_array_equal(picked.rewards_BxN, [[1, 0], [0, 1], [0, 0]])
-  _, valid_BxN, filled = train._pick_groups(parts[:1], 3, dynamic=False)
-  assert valid_BxN.all() and filled == 0
+  spec = batch_lib.BatchSpec(generate=lambda p, ex, k: _rollouts([[0, 0], [1, 0], [1, 1]]),
+                             batch_prompts=3)
+  _, valid_BxN, counts = batch_lib.sample_groups(None, jax.random.PRNGKey(0), spec,
+                                                 lambda b: [None] * b)
+  assert valid_BxN.all() and counts["dyn_filled_groups"] == 0
+
+
+def test_group_variance_rule_counts_only_valid_rollouts():
+  # With mask_truncated, a group whose only differing rollout was truncated has no signal.
+  ro = _rollouts([[1, 0], [1, 1], [0, 1]], finished_R=[True, False, True, True, True, True])
+  valid_BxN = batch_lib.rollout_validity(ro, mask_truncated=True)
+  np.testing.assert_array_equal(valid_BxN, [[True, False], [True, True], [True, True]])
+  np.testing.assert_array_equal(batch_lib.varied_groups(ro, valid_BxN), [False, False, True])
+  np.testing.assert_array_equal(batch_lib.varied_groups(ro, np.ones((3, 2), bool)),
+                                [True, False, True])
 
 
 def test_dynamic_sampling_refills_with_bounded_tries_and_hf_export(tmp_path, monkeypatch):

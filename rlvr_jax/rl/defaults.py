@@ -10,6 +10,8 @@ import ml_collections
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # The kind of RL step: a name in rlvr_jax.rl.train.BATCH_FNS ('rlvr': sample, verify, advantages).
+  c.algorithm = "rlvr"
   c.progress = True  # tqdm bar with ETA on the console
   c.plot_at_end = True  # PNG curves in <workdir>/plots when training ends (rlvr_jax.plot)
   c.task = ml_collections.ConfigDict({"name": "maze", "kwargs": {}})
@@ -30,9 +32,12 @@ def base_config() -> ml_collections.ConfigDict:
       max_prompt_len=1024, max_new_tokens=1024, temperature=1.0, top_p=1.0,
       dynamic_sampling=False, max_sampling_tries=3, mask_truncated=False,
       recompute_old_logp=True, logprob_chunk=128))
+  # ratio: 'token' (PPO / DAPO) or 'sequence' (GSPO); tis_cap > 0: truncated importance sampling
+  # against the sampler's distribution (verl uses 2); kl_coef > 0 keeps a frozen reference policy
+  # (the policy RL starts from) and adds the k3 KL estimate (see rl/loss.py).
   c.loss = ml_collections.ConfigDict(dict(
       eps_low=0.2, eps_high=0.28, dual_clip=0.0, agg="token-mean", kl_coef=0.0,
-      entropy_coef=0.0))
+      entropy_coef=0.0, ratio="token", tis_cap=0.0))
   c.optimizer = ml_collections.ConfigDict(dict(
       lr=1e-6, warmup_steps=10, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.01,
       max_grad_norm=1.0))

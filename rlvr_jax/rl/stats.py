@@ -10,43 +10,57 @@ import jax
 import numpy as np
 
 from rlvr_jax import metrics
-from rlvr_jax.rl import rollout
+from rlvr_jax.rl import batch as batch_lib, rollout
 
 
-def batch_metrics(ro: rollout.Rollouts, task: Any, adv_BxN: np.ndarray,
-                  valid_BxN: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-  """Scalars of one RL batch (issue 6's list) and histograms for TensorBoard."""
+def batch_metrics(made: batch_lib.MadeBatch, task: Any
+                  ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+  """Scalars of one RL batch and histograms for TensorBoard.
+
+  Rewards, accuracy and pass@k describe every sampled rollout; what the update
+  saw is described by the loss mask: `loss_frac` (valid rollouts in the loss),
+  and why the others left it: `gated_frac` (bbg), `easy_frac`
+  (easy_threshold), `leftover_frac` (passk_full's N mod k), each a fraction of
+  problems (left-overs: of valid rollouts); `bbg_weight_mean` over kept problems.
+  """
+  ro, info, valid_BxN = made.rollouts, made.info, np.asarray(made.valid_BxN, bool)
   r_BxN = ro.rewards_BxN
-  valid_BxN = np.asarray(valid_BxN, bool)
   b, n = r_BxN.shape
-  nv_B = valid_BxN.sum(-1)
-  correct_BxN = (r_BxN >= 1.0) & valid_BxN
-  c_B = correct_BxN.sum(-1)
-  acc_B = c_B / np.maximum(nv_B, 1)
-  # Zero reward variance among the valid rollouts (no GRPO signal).
-  rmax = np.where(valid_BxN, r_BxN, -np.inf).max(-1)
-  rmin = np.where(valid_BxN, r_BxN, np.inf).min(-1)
+  c_B = (r_BxN >= 1.0).sum(-1)
+  correct_valid_B = ((r_BxN >= 1.0) & valid_BxN).sum(-1)
+  acc_B = correct_valid_B / np.maximum(valid_BxN.sum(-1), 1)
+  in_loss_BxN = np.asarray(info["loss_mask_BxN"], bool)
+  gated_B = np.asarray(info.get("gated", np.zeros(b, bool)), bool)
+  easy_B = np.asarray(info["easy"], bool)
+  leftover_BxN = valid_BxN & ~in_loss_BxN & ~(gated_B | easy_B)[:, None]
   out = {
       "reward_mean": float(r_BxN.mean()),
       "acc_mean": float(acc_B.mean()),
-      "zero_var_frac": float(np.mean(rmax <= rmin)),
+      "zero_var_frac": float(np.mean(~batch_lib.varied_groups(ro, valid_BxN))),
       "all_correct_frac": float(np.mean(c_B == n)),
       "all_wrong_frac": float(np.mean(c_B == 0)),
       "valid_frac": float(valid_BxN.mean()),
+      "loss_frac": float(in_loss_BxN.sum() / max(valid_BxN.sum(), 1)),
+      "gated_frac": float(gated_B.mean()),
+      "easy_frac": float(easy_B.mean()),
+      "leftover_frac": float(leftover_BxN.sum() / max(valid_BxN.sum(), 1)),
   }
-  for k, v in metrics.pass_at_k_curve(np.full(b, n), (r_BxN >= 1.0).sum(-1)).items():
+  if "weight" in info and (~gated_B).any():
+    out["bbg_weight_mean"] = float(np.asarray(info["weight"])[~gated_B].mean())
+  for k, v in metrics.pass_at_k_curve(np.full(b, n), c_B).items():
     out[f"batch_pass@{k}"] = v
   lens_R = ro.lengths_R.astype(np.float64)
   mask_RxT = ro.mask_RxT.astype(bool)
-  out["entropy"] = float(ro.entropy_RxT[mask_RxT].mean()) if mask_RxT.any() else 0.0
+  out["entropy_rollouts"] = float(ro.entropy_RxT[mask_RxT].mean()) if mask_RxT.any() else 0.0
   out["response_len_mean"] = float(lens_R.mean())
   out["response_len_max"] = float(lens_R.max())
   out["truncation_rate"] = float(1.0 - ro.finished_R.mean())
   answers = [[task.answer_key(ro.responses[i * n + j]) for j in range(n)] for i in range(b)]
   div_B, wrong_B = metrics.answer_diversity(answers, r_BxN, valid_BxN)
   out["wrong_answer_diversity"] = float(div_B[wrong_B > 0].mean()) if (wrong_B > 0).any() else 0.0
-  out["eta_mean"] = float(np.asarray(metrics.eta(adv_BxN, valid_BxN)).mean())
-  out["adv_abs_mean"] = float(np.abs(adv_BxN)[valid_BxN].mean()) if valid_BxN.any() else 0.0
+  out["eta_mean"] = float(np.asarray(metrics.eta(made.adv_BxN, in_loss_BxN)).mean())
+  adv_in = np.abs(made.adv_BxN)[in_loss_BxN]
+  out["adv_abs_mean"] = float(adv_in.mean()) if adv_in.size else 0.0
   return out, {"acc_per_problem": acc_B}
 
 

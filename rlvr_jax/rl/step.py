@@ -3,11 +3,9 @@
 Shape letters: R rows of a mini-batch (responses), M micro-batches, L = P + T
 tokens of a row (left-padded prompt P, then response T), V vocabulary.
 
-A batch is a dict of arrays with rows on the leading axis:
-  tokens_RxL, attn_mask_RxL (prompt mask, then response mask),
-  loss_mask_RxT (response tokens that count), old_logp_RxT, adv_R
-  (SFT batches need only the first three). The state is a dict
-  {params, opt_state, step}; the step function is pure and module-level.
+A batch is a `batch.TrainBatch` (rows on the leading axis; SFT batches fill
+only tokens, attention mask and loss mask). The state is a dict
+{params, opt_state, step}; the step function is pure and module-level.
 """
 
 import functools
@@ -20,8 +18,9 @@ import optax
 
 from rlvr_jax import models
 from rlvr_jax.rl import loss as loss_lib
+from rlvr_jax.rl.batch import TrainBatch
 
-LossFn = Callable[[Any, dict, jax.Array], tuple[jax.Array, dict]]
+LossFn = Callable[[Any, TrainBatch, jax.Array], tuple[jax.Array, dict]]
 
 
 def lr_schedule(opt_cfg: ml_collections.ConfigDict) -> optax.Schedule:
@@ -62,24 +61,25 @@ def response_logprobs(params: Any, cfg: models.ModelConfig, tokens_RxL: jax.Arra
   return logp_RxT.astype(jnp.float32), ent_RxT.astype(jnp.float32)
 
 
-def pg_loss_fn(params: Any, batch: dict, denom: jax.Array, *, cfg: models.ModelConfig,
+def pg_loss_fn(params: Any, batch: TrainBatch, denom: jax.Array, *, cfg: models.ModelConfig,
                loss_cfg: ml_collections.ConfigDict, chunk_size: int) -> tuple[jax.Array, dict]:
   """The clip-higher PG loss of one micro-batch (normalized by the mini-batch `denom`)."""
-  resp_len = batch["loss_mask_RxT"].shape[1]
-  logp_RxT, ent_RxT = response_logprobs(params, cfg, batch["tokens_RxL"], batch["attn_mask_RxL"],
+  resp_len = batch.loss_mask_RxT.shape[1]
+  logp_RxT, ent_RxT = response_logprobs(params, cfg, batch.tokens_RxL, batch.attn_mask_RxL,
                                         resp_len, chunk_size)
   return loss_lib.policy_loss(
-      logp_RxT, batch["old_logp_RxT"], batch["adv_R"], batch["loss_mask_RxT"],
+      logp_RxT, batch.old_logp_RxT, batch.adv_R, batch.loss_mask_RxT,
       eps_low=loss_cfg.eps_low, eps_high=loss_cfg.eps_high, dual_clip=(loss_cfg.dual_clip or None),
-      agg=loss_cfg.agg, denom=denom, ref_logp_RxT=batch.get("ref_logp_RxT"),
-      kl_coef=loss_cfg.kl_coef, entropy_RxT=ent_RxT, entropy_coef=loss_cfg.entropy_coef)
+      agg=loss_cfg.agg, denom=denom, ref_logp_RxT=batch.ref_logp_RxT,
+      kl_coef=loss_cfg.kl_coef, entropy_RxT=ent_RxT, entropy_coef=loss_cfg.entropy_coef,
+      ratio=loss_cfg.ratio, sampling_logp_RxT=batch.sampling_logp_RxT, tis_cap=loss_cfg.tis_cap)
 
 
-def sft_loss_fn(params: Any, batch: dict, denom: jax.Array, *, cfg: models.ModelConfig,
+def sft_loss_fn(params: Any, batch: TrainBatch, denom: jax.Array, *, cfg: models.ModelConfig,
                 chunk_size: int) -> tuple[jax.Array, dict]:
   """Token-mean negative log-likelihood of the masked response tokens (warm start)."""
-  mask_RxT = batch["loss_mask_RxT"].astype(jnp.float32)
-  logp_RxT, ent_RxT = response_logprobs(params, cfg, batch["tokens_RxL"], batch["attn_mask_RxL"],
+  mask_RxT = batch.loss_mask_RxT.astype(jnp.float32)
+  logp_RxT, ent_RxT = response_logprobs(params, cfg, batch.tokens_RxL, batch.attn_mask_RxL,
                                         mask_RxT.shape[1], chunk_size)
   nll = -(logp_RxT * mask_RxT).sum() / denom
   n = jnp.maximum(mask_RxT.sum(), 1.0)
@@ -103,20 +103,25 @@ def _split_micro(x: jax.Array, num_micro: int) -> jax.Array:
   return x.reshape(rows // num_micro, num_micro, *x.shape[1:]).swapaxes(0, 1)
 
 
-def train_step(state: dict, batch: dict, *, loss_fn: LossFn, optimizer: optax.GradientTransformation,
-               num_micro: int, agg: str = "token-mean") -> tuple[dict, dict]:
-  """One optimizer update on a mini-batch, accumulating gradients over `num_micro` slices."""
-  rows = batch["loss_mask_RxT"].shape[0]
+def train_step(state: dict, batch: TrainBatch, *, loss_fn: LossFn,
+               optimizer: optax.GradientTransformation, num_micro: int, agg: str = "token-mean",
+               schedule: optax.Schedule | None = None) -> tuple[dict, dict]:
+  """One optimizer update on a mini-batch, accumulating gradients over `num_micro` slices.
+
+  `schedule` (the optimizer's learning-rate schedule) puts the learning rate of
+  this update into the metrics, so the loop never reads the step count back.
+  """
+  rows = batch.loss_mask_RxT.shape[0]
   if rows % num_micro:
     raise ValueError(f"mini-batch of {rows} rows is not divisible into {num_micro} micro-batches")
-  denom = loss_lib.loss_denominator(batch["loss_mask_RxT"], agg)
+  denom = loss_lib.loss_denominator(batch.loss_mask_RxT, agg)
   micro = jax.tree.map(functools.partial(_split_micro, num_micro=num_micro), batch)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   params = state["params"]
 
   def body(grads, mb):
     (_, metrics), g = grad_fn(params, mb, denom)
-    metrics = dict(metrics, num_tokens=mb["loss_mask_RxT"].astype(jnp.float32).sum())
+    metrics = dict(metrics, num_tokens=mb.loss_mask_RxT.astype(jnp.float32).sum())
     return jax.tree.map(jnp.add, grads, g), metrics
 
   zeros = jax.tree.map(jnp.zeros_like, params)
@@ -132,4 +137,6 @@ def train_step(state: dict, batch: dict, *, loss_fn: LossFn, optimizer: optax.Gr
   updates, opt_state = optimizer.update(grads, state["opt_state"], params)
   new_params = optax.apply_updates(params, updates)
   metrics["update_norm"] = optax.tree.norm(updates)
+  if schedule is not None:
+    metrics["lr"] = jnp.asarray(schedule(state["step"]), jnp.float32)
   return {"params": new_params, "opt_state": opt_state, "step": state["step"] + 1}, metrics

@@ -1,14 +1,20 @@
-"""The RL loop: rollouts -> rewards -> advantages -> clip-higher PG updates.
+"""The RL loop: a batch (rollouts -> rewards -> advantages -> loss mask), then clipped PG updates.
 
     python -m rlvr_jax.main --config=configs/maze_tiny.py:runlocal --workdir=/tmp/w
 
-Shape letters: B problems a step, N rollouts a problem, R = B * N rows,
-T response tokens. One step (DESIGN.md "Data flow of one RL step"): sample N
-responses for B prompts, verify them, compute advantages with the estimator
-the schedule selects, recompute old log-probs, then one AdamW update per
-mini-batch of prompts. Metrics go to TensorBoard + metrics.jsonl, state to
-orbax checkpoints (resumable exactly; SIGTERM saves and exits), PNG curves to
-<workdir>/plots at the end (`config.plot_at_end`; or `python -m rlvr_jax.plot --workdir=...`).
+Shape letters: B problems a step, N rollouts a problem, R = B * N rows.
+`run` is setup, then
+
+    for step:  made = make_batch(...);  state, m = update(state, mini-batch) ...;
+               log;  maybe save;  maybe evaluate
+
+The kind of step is `config.algorithm`, a name in `BATCH_FNS`: a function
+`(params, key, spec, next_examples, estimator, name) -> batch.MadeBatch`. A new
+algorithm (SvS's synthesis and solve phases) is a new batch function composed
+of the parts in `rl/batch.py`; the update, logging and checkpointing stay.
+Metrics go to TensorBoard + metrics.jsonl, state to orbax checkpoints
+(resumable exactly; SIGTERM saves and exits), PNG curves to <workdir>/plots at
+the end (`config.plot_at_end`; or `python -m rlvr_jax.plot --workdir=...`).
 """
 
 import functools
@@ -24,13 +30,17 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import advantages, models, sharding, tasks
-from rlvr_jax.rl import checkpointing, data as data_lib, logger, rollout, stats
-from rlvr_jax.rl import step as step_lib, warmstart
+from rlvr_jax.rl import batch as batch_lib, checkpointing, data as data_lib, logger, loss as loss_lib
+from rlvr_jax.rl import stats, step as step_lib, warmstart
+
+BATCH_FNS = {"rlvr": batch_lib.make_batch}
 
 
 def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
   """Fails before any compile on settings that cannot work."""
   rl = config.rl
+  if config.algorithm not in BATCH_FNS:
+    raise ValueError(f"unknown algorithm {config.algorithm!r}; known: {sorted(BATCH_FNS)}")
   if rl.batch_prompts % rl.mini_batch_prompts:
     raise ValueError(f"rl.batch_prompts={rl.batch_prompts} is not a multiple of "
                      f"rl.mini_batch_prompts={rl.mini_batch_prompts}")
@@ -43,16 +53,24 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
   if config.model.source == "checkpoint" and not config.model.path:
     raise ValueError("model.source='checkpoint' needs model.path (an embedded policy name, "
                      "a .gguf file or an HF directory)")
+  ls = config.loss
+  loss_lib.check_settings(eps_low=ls.eps_low, eps_high=ls.eps_high, dual_clip=ls.dual_clip or None,
+                          agg=ls.agg, ratio=ls.ratio, tis_cap=ls.tis_cap, kl_coef=ls.kl_coef,
+                          entropy_coef=ls.entropy_coef)
   advantages.from_config(config.advantage)  # unknown estimator names fail here
   if config.schedule.switch_at:
     advantages.from_config(config.schedule.advantage)
 
 
-def estimator_at(config: ml_collections.ConfigDict, step: int) -> ml_collections.ConfigDict:
-  """The advantage config in force at `step`: each step in `schedule.switch_at` toggles."""
+def schedule_index(config: ml_collections.ConfigDict, step: int) -> int:
+  """0: `advantage` is in force at `step`, 1: `schedule.advantage` (each switch toggles)."""
   switches = [int(s) for s in str(config.schedule.switch_at).split(",") if s.strip()]
-  toggles = sum(step >= s for s in switches)
-  return config.schedule.advantage if toggles % 2 else config.advantage
+  return sum(step >= s for s in switches) % 2
+
+
+def estimator_at(config: ml_collections.ConfigDict, step: int) -> ml_collections.ConfigDict:
+  """The advantage config in force at `step`."""
+  return (config.advantage, config.schedule.advantage)[schedule_index(config, step)]
 
 
 def load_policy(config: ml_collections.ConfigDict, mesh: Any, rules: Any) -> tuple[Any, Any, Any]:
@@ -78,30 +96,75 @@ def model_config(config: ml_collections.ConfigDict) -> models.ModelConfig:
   return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
 
 
+def initial_policy(config: ml_collections.ConfigDict, params: Any, warm: dict, *,
+                   needed: bool) -> Any:
+  """The policy RL starts from: loaded, warm-started (saved, reused) or as given.
+
+  `warm` holds warmstart.run's arguments. Returns None when a SIGTERM stopped
+  the warm start. With `needed` False (a resumed run without a reference policy)
+  nothing is loaded or run: the checkpoint holds the state.
+  """
+  ws, warm_dir = config.warmstart, warm["warm_dir"]
+  if not needed:
+    return params
+  if ws.load_dir:
+    return warmstart.load_params(ws.load_dir, params)
+  if ws.steps <= 0:
+    return params
+  if warmstart.saved(warm_dir):  # stopped after the warm start, or resumed: reuse it
+    return warmstart.load_params(warm_dir, params)
+  if warm["resuming"]:
+    raise ValueError(f"resuming with a reference policy needs the warm start in {warm_dir}")
+  params, finished = warmstart.run(params, warm["cfg"], warm["task"], warm["tokenizer"],
+                                   warm["train"], config, warm["mesh"], warm["rows_sh"],
+                                   warm["writer"], warm["stop"])
+  if not finished:
+    return None
+  warmstart.save_params(params, warm_dir)
+  return params
+
+
 def make_update(config: ml_collections.ConfigDict, cfg: models.ModelConfig, optimizer: Any,
                 state_sh: Any, rows_sh: NamedSharding, repl: NamedSharding) -> Any:
-  """The jitted RL update `(state, batch) -> (state, metrics)`, state donated."""
+  """The jitted RL update `(state, TrainBatch) -> (state, metrics)`, state donated."""
   loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=cfg, loss_cfg=config.loss,
                               chunk_size=config.rl.logprob_chunk)
   return jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
-                                   num_micro=config.rl.micro_batches, agg=config.loss.agg),
+                                   num_micro=config.rl.micro_batches, agg=config.loss.agg,
+                                   schedule=step_lib.lr_schedule(config.optimizer)),
                  in_shardings=(state_sh, rows_sh), out_shardings=(state_sh, repl),
                  donate_argnums=0)
 
 
-def _pick_groups(parts: list[rollout.Rollouts], b: int, dynamic: bool
-                 ) -> tuple[rollout.Rollouts, np.ndarray, int]:
-  """B groups: those with reward variance first (dynamic sampling), fillers marked invalid."""
-  allro = rollout.concat(parts)
-  if not dynamic:
-    return allro, np.ones_like(allro.rewards_BxN, bool), 0
-  r = allro.rewards_BxN
-  varied = np.nonzero(r.max(-1) > r.min(-1))[0].tolist()
-  flat = np.nonzero(r.max(-1) <= r.min(-1))[0].tolist()
-  chosen = (varied + flat)[:b]
-  valid_BxN = np.zeros((b, r.shape[1]), bool)
-  valid_BxN[:min(len(varied), b)] = True
-  return allro.select(chosen), valid_BxN, max(0, b - len(varied))
+def make_logprobs(config: ml_collections.ConfigDict, cfg: models.ModelConfig, params_sh: Any,
+                  rows_sh: NamedSharding) -> Any:
+  """The jitted teacher-forced pass `(params, tokens_RxL, attn_mask_RxL) -> logp_RxT`."""
+  resp_len, chunk = config.rl.max_new_tokens, config.rl.logprob_chunk
+  fn = lambda p, tok, am: step_lib.response_logprobs(p, cfg, tok, am, resp_len, chunk)[0]
+  return jax.jit(fn, in_shardings=(params_sh, rows_sh, rows_sh), out_shardings=rows_sh)
+
+
+def update_minibatches(update: Any, state: dict, train: batch_lib.TrainBatch, key: jax.Array,
+                       rl: ml_collections.ConfigDict, rows_sh: NamedSharding
+                       ) -> tuple[dict, dict[str, float]]:
+  """One update a mini-batch of whole problems (shuffled); the metrics read back once."""
+  n = rl.num_samples
+  order_B = np.asarray(jax.random.permutation(key, rl.batch_prompts))
+  per_mini = []
+  for i in range(0, rl.batch_prompts, rl.mini_batch_prompts):
+    rows = (order_B[i:i + rl.mini_batch_prompts, None] * n + np.arange(n)).reshape(-1)
+    state, m = update(state, jax.device_put(train.rows(rows), rows_sh))
+    per_mini.append(m)
+  per_mini = jax.device_get(per_mini)  # the step's one host sync of the update
+  out = {k: float(np.mean([m[k] for m in per_mini])) for k in per_mini[0]}
+  out["num_tokens"] = float(sum(m["num_tokens"] for m in per_mini))
+  return state, out
+
+
+def reference_params(params: Any) -> Any:
+  """A frozen copy of `params` on the same shardings (the update donates the originals)."""
+  shardings = jax.tree.map(lambda x: x.sharding, params)
+  return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings)(params)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -111,8 +174,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   devices = jax.devices()[:config.num_devices] if config.num_devices > 0 else None
   mesh = sharding.make_mesh(config.mesh, devices)
   rules = tuple(tuple(r) for r in config.logical_axis_rules) if config.get("logical_axis_rules") else None
-  dp = mesh.shape["data"] * mesh.shape["fsdp"]
-  validate(config, dp)
+  validate(config, mesh.shape["data"] * mesh.shape["fsdp"])
   rl = config.rl
   task = tasks.get(config.task.name, **config.task.kwargs.to_dict())
   train, eval_sets = data_lib.load_splits(config.task.name, config.data)
@@ -125,118 +187,79 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   writer = logger.MetricWriter(workdir, rl.steps, latest or 0, progress=config.progress)
   own_stop = stop is None
   stop = checkpointing.StopFlag().install() if own_stop else stop
-
-  def close():
+  last: dict[str, float] = {}
+  try:
+    with sharding.use_mesh(mesh, rules):
+      warm = dict(cfg=cfg, task=task, tokenizer=tokenizer, train=train, mesh=mesh, rows_sh=rows_sh,
+                  writer=writer, stop=stop, resuming=latest is not None,
+                  warm_dir=os.path.join(workdir, "warmstart"))
+      kl = config.loss.kl_coef > 0
+      params = initial_policy(config, params, warm, needed=latest is None or kl)
+      if params is None:
+        logging.warning("SIGTERM during the warm start: stopping; it starts over on resume")
+        return {}
+      ref_params = reference_params(params) if kl else None
+      optimizer = step_lib.make_optimizer(config.optimizer)
+      state = step_lib.init_state(params, optimizer, mesh)
+      rng, rl_step, data_pos = jax.random.PRNGKey(config.seed + 1), 0, 0
+      if latest is not None:
+        state, rng, meta = ckpt.restore(latest, state, rng)
+        rl_step, data_pos = int(meta["rl_step"]), int(meta["data_pos"])
+      state_sh = jax.tree.map(lambda x: x.sharding, state)
+      update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
+      generate = functools.partial(
+          batch_lib.rollout.generate, cfg=cfg, task=task, tokenizer=tokenizer,
+          num_samples=rl.num_samples, max_prompt_len=rl.max_prompt_len,
+          max_new_tokens=rl.max_new_tokens, temperature=rl.temperature, top_p=rl.top_p,
+          chat=config.model.chat, mesh=mesh, rules=rules)
+      spec = batch_lib.BatchSpec(
+          generate=lambda p, examples, key: generate(p, examples=examples, key=key),
+          batch_prompts=rl.batch_prompts, dynamic_sampling=rl.dynamic_sampling,
+          max_tries=rl.max_sampling_tries, mask_truncated=rl.mask_truncated,
+          recompute_old_logp=rl.recompute_old_logp, ref_params=ref_params,
+          logprobs=make_logprobs(config, cfg, state_sh["params"], rows_sh),
+          keep_sampling_logp=config.loss.tis_cap > 0)
+      blocks = (config.advantage, config.schedule.advantage)
+      estimators = [advantages.from_config(b) for b in blocks]  # built once, schedule included
+      make_batch = BATCH_FNS[config.algorithm]
+      stream = data_lib.Stream(train, seed=config.seed, position=data_pos)
+      eval_key = jax.random.PRNGKey(config.seed + 2)
+      evaluate = lambda s: writer.write(s, stats.evaluate(
+          state["params"], cfg, task, tokenizer, eval_sets, jax.random.fold_in(eval_key, s),
+          config.eval, rl, config.model.chat, mesh, rules), phase="eval")
+      if rl_step == 0 and config.eval.at_start:
+        evaluate(0)
+      writer.start_progress()
+      while rl_step < rl.steps and not stop:
+        t0 = time.perf_counter()
+        rng, k_batch, k_perm = jax.random.split(rng, 3)
+        which = schedule_index(config, rl_step)
+        made = make_batch(state["params"], k_batch, spec, stream.take, estimators[which],
+                          blocks[which].name)
+        t1 = time.perf_counter()
+        state, upd = update_minibatches(update, state, made.train, k_perm, rl, rows_sh)
+        t_update = time.perf_counter() - t1
+        rl_step += 1
+        scalars, hists = stats.batch_metrics(made, task)
+        total = time.perf_counter() - t0
+        scalars.update(upd, **made.counts, time_update=t_update, time_step=total,
+                       tokens_per_sec=float(made.rollouts.lengths_R.sum()) / max(total, 1e-9),
+                       estimator_index=float(which), data_pos=stream.position)
+        last = writer.write(rl_step, scalars, histograms=hists)
+        writer.advance(1, reward=last["reward_mean"], loss=last["loss"])
+        if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stop:
+          ckpt.save(rl_step, state, rng, {"rl_step": rl_step, "data_pos": stream.position})
+        if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
+          evaluate(rl_step)
+      if stop:
+        return last
+      if config.eval.at_end and rl.steps > 0:
+        last.update({f"eval/{k}": v for k, v in evaluate(rl_step).items()})
+  finally:
     ckpt.close()
     writer.close()
     if own_stop:
       stop.uninstall()
-
-  warm_dir = os.path.join(workdir, "warmstart")
-  with sharding.use_mesh(mesh, rules):
-    if latest is None and config.warmstart.load_dir:
-      params = warmstart.load_params(config.warmstart.load_dir, params)
-    elif latest is None and config.warmstart.steps > 0 and warmstart.saved(warm_dir):
-      # Stopped after the warm start but before the first checkpoint: reuse it.
-      params = warmstart.load_params(warm_dir, params)
-    elif latest is None and config.warmstart.steps > 0:
-      params, finished = warmstart.run(params, cfg, task, tokenizer, train, config, mesh,
-                                       rows_sh, writer, stop)
-      if not finished:
-        logging.warning("SIGTERM during the warm start: stopping; it starts over on resume")
-        close()
-        return {}
-      warmstart.save_params(params, warm_dir)
-    optimizer = step_lib.make_optimizer(config.optimizer)
-    state = step_lib.init_state(params, optimizer, mesh)
-    rng = jax.random.PRNGKey(config.seed + 1)
-    rl_step, data_pos = 0, 0
-    if latest is not None:
-      state, rng, meta = ckpt.restore(latest, state, rng)
-      rl_step, data_pos = int(meta["rl_step"]), int(meta["data_pos"])
-    state_sh = jax.tree.map(lambda x: x.sharding, state)
-    update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
-    old_logp = jax.jit(lambda p, tok, am, t: step_lib.response_logprobs(
-        p, cfg, tok, am, t, rl.logprob_chunk)[0], static_argnums=3,
-                       in_shardings=(state_sh["params"], rows_sh, rows_sh), out_shardings=rows_sh)
-    lr_fn = step_lib.lr_schedule(config.optimizer)
-    stream = data_lib.Stream(train, seed=config.seed, position=data_pos)
-    eval_key = jax.random.PRNGKey(config.seed + 2)
-    gen = functools.partial(rollout.generate, task=task, tokenizer=tokenizer,
-                            num_samples=rl.num_samples, max_prompt_len=rl.max_prompt_len,
-                            max_new_tokens=rl.max_new_tokens, temperature=rl.temperature,
-                            top_p=rl.top_p, chat=config.model.chat, mesh=mesh, rules=rules)
-    do_eval = lambda s: writer.write(s, stats.evaluate(
-        state["params"], cfg, task, tokenizer, eval_sets, jax.random.fold_in(eval_key, s),
-        config.eval, rl, config.model.chat, mesh, rules), phase="eval")
-    if rl_step == 0 and config.eval.at_start:
-      do_eval(0)
-    last: dict[str, float] = {}
-    writer.start_progress()
-    while rl_step < rl.steps and not stop:
-      t0 = time.perf_counter()
-      rng, k_sample, k_adv, k_perm = jax.random.split(rng, 4)
-      parts = []
-      for attempt in range(rl.max_sampling_tries if rl.dynamic_sampling else 1):
-        ro = gen(state["params"], cfg, examples=stream.take(rl.batch_prompts),
-                 key=jax.random.fold_in(k_sample, attempt))
-        parts.append(ro)
-        n_varied = sum(int((p.rewards_BxN.max(-1) > p.rewards_BxN.min(-1)).sum()) for p in parts)
-        if n_varied >= rl.batch_prompts:
-          break
-      ro, valid_BxN, filled = _pick_groups(parts, rl.batch_prompts, rl.dynamic_sampling)
-      if rl.mask_truncated:
-        valid_BxN &= ro.finished_R.reshape(valid_BxN.shape)
-      t_sample = time.perf_counter() - t0
-      adv_cfg = estimator_at(config, rl_step)
-      ent_BxN = (ro.entropy_RxT * ro.mask_RxT).sum(-1) / np.maximum(ro.mask_RxT.sum(-1), 1)
-      adv_BxN, _ = advantages.from_config(adv_cfg)(
-          jnp.asarray(ro.rewards_BxN), jnp.asarray(valid_BxN), key=k_adv,
-          entropy_BxN=jnp.asarray(ent_BxN.reshape(valid_BxN.shape)))
-      adv_BxN = np.asarray(adv_BxN, np.float32)
-      if not np.isfinite(adv_BxN).all():
-        raise FloatingPointError(f"non-finite advantages from {adv_cfg.name} at step {rl_step}")
-      batch = rollout.train_batch(ro, adv_BxN, valid_BxN)
-      t1 = time.perf_counter()
-      if rl.recompute_old_logp:
-        batch["old_logp_RxT"] = np.asarray(old_logp(state["params"], batch["tokens_RxL"],
-                                                    batch["attn_mask_RxL"], rl.max_new_tokens))
-      else:
-        batch["old_logp_RxT"] = ro.logprobs_RxT
-      n = rl.num_samples
-      order = np.asarray(jax.random.permutation(k_perm, rl.batch_prompts))
-      upd = []
-      for i in range(0, rl.batch_prompts, rl.mini_batch_prompts):
-        rows = (order[i:i + rl.mini_batch_prompts, None] * n + np.arange(n)).reshape(-1)
-        lr = float(lr_fn(int(state["step"])))
-        state, m = update(state, jax.device_put({k: v[rows] for k, v in batch.items()}, rows_sh))
-        upd.append(dict(jax.device_get(m), lr=lr))
-      t_update = time.perf_counter() - t1
-      rl_step += 1
-      scalars, hists = stats.batch_metrics(ro, task, adv_BxN, valid_BxN)
-      scalars.update({k: float(np.mean([u[k] for u in upd])) for k in upd[0]})
-      total = time.perf_counter() - t0
-      t_verify = sum(p.verify_seconds for p in parts)
-      scalars.update(time_sample=t_sample - t_verify, time_verify=t_verify, time_update=t_update,
-                     time_step=total, verify_timeouts=sum(p.verify_timeouts for p in parts),
-                     verify_errors=sum(p.verify_errors for p in parts),
-                     tokens_per_sec=float(ro.lengths_R.sum()) / max(total, 1e-9),
-                     sampling_tries=len(parts), dyn_filled_groups=filled,
-                     estimator_index=float(adv_cfg is not config.advantage),
-                     data_pos=stream.position)
-      last = writer.write(rl_step, scalars, histograms=hists)
-      writer.advance(1, reward=last["reward_mean"], loss=last["loss"])
-      meta = {"rl_step": rl_step, "data_pos": stream.position}
-      if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stop:
-        ckpt.save(rl_step, state, rng, meta)
-      if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
-        do_eval(rl_step)
-    if stop:
-      close()
-      return last
-    if config.eval.at_end and rl.steps > 0:
-      last.update({f"eval/{k}": v for k, v in do_eval(rl_step).items()})
-  close()
   if config.checkpoint.export_hf:
     from rlvr_jax import checkpoints
     # The char tokenizer has no HF form; pretrained policies' tokenizers are saved alongside.

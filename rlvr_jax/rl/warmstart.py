@@ -18,17 +18,18 @@ import orbax.checkpoint as ocp
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
+from rlvr_jax import sampling_text
 from rlvr_jax.rl import data as data_lib
 from rlvr_jax.rl import rollout, step as step_lib
-from rlvr_jax.sampling_text import left_pad
+from rlvr_jax.rl.batch import TrainBatch
 
 
 def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, chat: bool,
-              max_prompt_len: int, max_new_tokens: int, pad_id: int, eos_id: int) -> dict:
+              max_prompt_len: int, max_new_tokens: int, pad_id: int, eos_id: int) -> TrainBatch:
   """Rows prompt + target + EOS, the target (and EOS) as loss tokens."""
-  ids_B = [rollout.encode_prompt(task, tokenizer, ex, chat) for ex in examples]
-  prompt_BxP, pmask_BxP = left_pad(ids_B, pad_id, multiple=rollout.PROMPT_MULTIPLE,
-                                    max_len=max_prompt_len)
+  prompt_BxP, pmask_BxP = sampling_text.encode_prompts(
+      tokenizer, [rollout.prompt(task, ex, chat) for ex in examples], chat=chat, pad_id=pad_id,
+      max_len=max_prompt_len)
   b = len(examples)
   resp_BxT = np.full((b, max_new_tokens), pad_id, np.int32)
   rmask_BxT = np.zeros((b, max_new_tokens), np.int32)
@@ -39,9 +40,9 @@ def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, c
                        f"{max_new_tokens}")
     resp_BxT[i, :len(tgt)] = tgt
     rmask_BxT[i, :len(tgt)] = 1
-  return {"tokens_RxL": np.concatenate([prompt_BxP, resp_BxT], 1),
-          "attn_mask_RxL": np.concatenate([pmask_BxP, rmask_BxT], 1),
-          "loss_mask_RxT": rmask_BxT.astype(np.float32)}
+  return TrainBatch(tokens_RxL=np.concatenate([prompt_BxP, resp_BxT], 1),
+                    attn_mask_RxL=np.concatenate([pmask_BxP, rmask_BxT], 1),
+                    loss_mask_RxT=rmask_BxT.astype(np.float32))
 
 
 def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: ml_collections.ConfigDict,

@@ -1,0 +1,178 @@
+"""The typed training batch, and the one function that turns prompts into it.
+
+Shape letters: B problems, N rollouts a problem, R = B * N rows (problem-major,
+row b * N + n), P prompt tokens, T response tokens, L = P + T.
+
+    made = make_batch(params, key, spec, next_examples, estimator)
+    made.train        # TrainBatch: what the update reads
+    made.rollouts     # the Rollouts it came from (texts, rewards, entropies)
+    made.info         # the estimator's per-problem info (host arrays)
+
+One step of RLVR: sample B prompts x N rollouts (dynamic sampling refills
+groups whose rewards are all equal, up to `max_tries` draws), verify, compute
+advantages with the estimator, then the loss mask
+
+    loss_mask_RxT = response token  AND  valid rollout  AND  info['loss_mask_BxN']
+
+where a rollout is valid when it is not a dynamic-sampling filler and (with
+`mask_truncated`) it finished. The estimator's mask takes out what it says
+leaves the loss: bbg-gated and easy-masked problems, passk_full's N mod k
+left-over rollouts. Every loss term, its denominator, the clip fractions and
+the entropy bonus see only those tokens. Old log-probabilities come from the
+sampler or from a teacher-forced pass of the current parameters; reference
+log-probabilities (KL term) from the frozen reference policy.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from rlvr_jax import advantages
+from rlvr_jax.rl import rollout
+
+
+class TrainBatch(NamedTuple):
+  """Rows for `step.train_step`; a field left None is not used by the loss.
+
+  tokens_RxL, attn_mask_RxL: left-padded prompt then response (int32).
+  loss_mask_RxT: the response tokens that count in every loss term (float32).
+  adv_R: each row's advantage, 0 outside the loss mask.
+  old_logp_RxT: log-probs of the policy that sampled (the ratio's denominator).
+  ref_logp_RxT: log-probs of the reference policy (KL term), or None.
+  sampling_logp_RxT: log-probs under the sampler's distribution (TIS), or None.
+  """
+  tokens_RxL: Any
+  attn_mask_RxL: Any
+  loss_mask_RxT: Any
+  adv_R: Any = None
+  old_logp_RxT: Any = None
+  ref_logp_RxT: Any = None
+  sampling_logp_RxT: Any = None
+
+  def rows(self, idx_R: Any) -> "TrainBatch":
+    return jax.tree.map(lambda x: x[idx_R], self)
+
+
+class MadeBatch(NamedTuple):
+  """What `make_batch` returns: the training rows and what the metrics need."""
+  train: TrainBatch
+  rollouts: rollout.Rollouts
+  valid_BxN: np.ndarray  # rollouts the estimator saw as real
+  adv_BxN: np.ndarray
+  info: dict[str, np.ndarray]  # the estimator's per-problem info, loss_mask_BxN included
+  counts: dict[str, float]  # sampling tries, filled groups, time split, verifier counts
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+  """How to make a batch (from the `rl` and `loss` config blocks and the compiled parts).
+
+  generate: (params, examples, key) -> Rollouts (sampler + verifier).
+  logprobs: (params, tokens_RxL, attn_mask_RxL) -> logp_RxT, a teacher-forced pass;
+    used for old log-probs when `recompute_old_logp`, and for the reference.
+  ref_params: the frozen reference policy when the loss has a KL term, else None.
+  """
+  generate: Callable[..., rollout.Rollouts]
+  batch_prompts: int
+  dynamic_sampling: bool = False
+  max_tries: int = 1
+  mask_truncated: bool = False
+  recompute_old_logp: bool = False
+  logprobs: Callable[..., Any] | None = None
+  ref_params: Any = None
+  keep_sampling_logp: bool = False
+
+
+def rollout_validity(ro: rollout.Rollouts, mask_truncated: bool) -> np.ndarray:
+  """[B, N] rollouts that count as real: all of them, or (mask_truncated) the finished ones."""
+  if mask_truncated:
+    return ro.finished_R.reshape(ro.rewards_BxN.shape).copy()
+  return np.ones(ro.rewards_BxN.shape, bool)
+
+
+def varied_groups(ro: rollout.Rollouts, valid_BxN: np.ndarray) -> np.ndarray:
+  """[B] problems whose valid rewards are not all equal (the one group-variance rule)."""
+  return np.asarray(advantages.dynamic_sampling_mask(ro.rewards_BxN, valid_BxN))
+
+
+def sample_groups(params: Any, key: jax.Array, spec: BatchSpec,
+                  next_examples: Callable[[int], list]) -> tuple[rollout.Rollouts, np.ndarray, dict]:
+  """B groups of N rollouts with their validity [B, N], and sampling counts.
+
+  With dynamic sampling, up to `max_tries` draws of B prompts; groups with reward
+  variance come first and the batch is filled up with flat ones marked invalid
+  (so they carry no loss and no advantage), as DAPO's refill bounded in cost.
+  """
+  b = spec.batch_prompts
+  parts, valid, varied = [], [], []
+  for attempt in range(spec.max_tries if spec.dynamic_sampling else 1):
+    ro = spec.generate(params, next_examples(b), jax.random.fold_in(key, attempt))
+    parts.append(ro)
+    valid.append(rollout_validity(ro, spec.mask_truncated))
+    varied.append(varied_groups(ro, valid[-1]))
+    if sum(int(v.sum()) for v in varied) >= b:
+      break
+  ro, valid_BxN, varied_B = rollout.concat(parts), np.concatenate(valid), np.concatenate(varied)
+  filled = 0
+  if spec.dynamic_sampling:
+    chosen = np.concatenate([np.flatnonzero(varied_B), np.flatnonzero(~varied_B)])[:b]
+    ro, valid_BxN = ro.select(chosen), valid_BxN[chosen]
+    filled = int((~varied_B[chosen]).sum())
+    valid_BxN[~varied_B[chosen]] = False
+  counts = {"sampling_tries": len(parts), "dyn_filled_groups": filled,
+            "verify_seconds": ro.verify_seconds, "verify_timeouts": ro.verify_timeouts,
+            "verify_errors": ro.verify_errors}
+  return ro, valid_BxN, counts
+
+
+def estimate(estimator: Callable[..., Any], ro: rollout.Rollouts, valid_BxN: np.ndarray,
+             key: jax.Array, name: str = "estimator") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """(adv_BxN, info) on the host; FloatingPointError for a non-finite advantage."""
+  adv_BxN, info = estimator(ro.rewards_BxN, valid_BxN, key=key,
+                            entropy_BxN=ro.mean_entropy_BxN())
+  adv_BxN, info = jax.device_get((adv_BxN, info))
+  adv_BxN = np.asarray(adv_BxN, np.float32)
+  if not np.isfinite(adv_BxN).all():
+    raise FloatingPointError(f"non-finite advantages from {name}")
+  info = {k: np.asarray(v) for k, v in info.items()}
+  info["loss_mask_BxN"] = info["loss_mask_BxN"] & valid_BxN
+  return adv_BxN, info
+
+
+def assemble(ro: rollout.Rollouts, adv_BxN: np.ndarray, loss_mask_BxN: np.ndarray, *,
+             keep_sampling_logp: bool = False) -> TrainBatch:
+  """TrainBatch rows of `ro` with the sampler's log-probs as the old ones (see module doc)."""
+  n = ro.num_samples
+  in_loss_R = np.asarray(loss_mask_BxN, bool).reshape(-1)
+  return TrainBatch(
+      tokens_RxL=np.concatenate([np.repeat(ro.prompt_BxP, n, 0), ro.tokens_RxT], 1).astype(np.int32),
+      attn_mask_RxL=np.concatenate([np.repeat(ro.prompt_mask_BxP, n, 0), ro.mask_RxT],
+                                   1).astype(np.int32),
+      loss_mask_RxT=(ro.mask_RxT * in_loss_R[:, None]).astype(np.float32),
+      adv_R=np.where(in_loss_R, np.asarray(adv_BxN, np.float32).reshape(-1), 0.0).astype(np.float32),
+      old_logp_RxT=ro.logprobs_RxT,
+      sampling_logp_RxT=ro.sampling_logprobs_RxT if keep_sampling_logp else None)
+
+
+def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Callable[[int], list],
+               estimator: Callable[..., Any], name: str = "estimator") -> MadeBatch:
+  """Prompts -> a complete training batch (module docstring)."""
+  t0 = time.perf_counter()
+  k_sample, k_adv = jax.random.split(key)
+  ro, valid_BxN, counts = sample_groups(params, k_sample, spec, next_examples)
+  adv_BxN, info = estimate(estimator, ro, valid_BxN, k_adv, name)
+  train = assemble(ro, adv_BxN, info["loss_mask_BxN"], keep_sampling_logp=spec.keep_sampling_logp)
+  t1 = time.perf_counter()
+  if spec.recompute_old_logp:
+    train = train._replace(old_logp_RxT=np.asarray(
+        spec.logprobs(params, train.tokens_RxL, train.attn_mask_RxL)))
+  if spec.ref_params is not None:
+    train = train._replace(ref_logp_RxT=np.asarray(
+        spec.logprobs(spec.ref_params, train.tokens_RxL, train.attn_mask_RxL)))
+  counts.update(time_sample=t1 - t0 - counts["verify_seconds"],
+                time_verify=counts.pop("verify_seconds"), time_logprobs=time.perf_counter() - t1)
+  return MadeBatch(train, ro, valid_BxN, adv_BxN, info, counts)
