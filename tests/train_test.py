@@ -24,7 +24,8 @@ from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, rollout, trai
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "maze_tiny.py")
 # Wall-clock and throughput differ run to run; everything else must match exactly.
-TIMING = {"time_sample", "time_verify", "time_update", "time_step", "tokens_per_sec", "time_eval"}
+TIMING = {"time_sample", "time_verify", "time_logprobs", "time_update", "time_step", "tokens_per_sec",
+          "time_eval"}
 
 
 @pytest.fixture(scope="module", autouse=True)
