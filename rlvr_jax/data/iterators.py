@@ -33,7 +33,7 @@ def _grain_seed(seed: int, stream: int) -> int:
   """A 32-bit Grain seed mixed from (seed, stream).
 
   Grain shuffles epoch e with seed + e, so seeds 0 and 1 used as they are would give
-  the same orders one epoch apart; mixed seeds are 2**32 apart at random instead.
+  the same orders one epoch apart; mixed seeds land at random among the 2**32.
   """
   return int(np.random.SeedSequence([int(seed), stream]).generate_state(1)[0])
 
