@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "gguf>=0.16",
     "tensorflow-datasets>=4.9.8",
     "array-record>=0.7",
+    "grain>=0.2.18,<0.3",  # MapDataset, batch_fn, grain.checkpoint's orbax handler
     "math-verify>=0.7",
     "tensorboardX>=2.6",
     "matplotlib>=3.8",

@@ -1,145 +1,303 @@
-"""TFDS array_record builders (without TensorFlow) and the resumable prompt pipeline."""
+"""The data path: TFDS builds (no TensorFlow) named by the config, eval sets, the math
+jsonl builder, and the Grain prompt iterator (sharding, epochs, exact resume via orbax)."""
 
 import importlib.util
+import json
+import os
+import shutil
 import sys
 
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
-import tensorflow_datasets as tfds
 
 from rlvr_jax import data, tasks
-from rlvr_jax.tasks import maze
+from rlvr_jax.rl.defaults import base_config
+from rlvr_jax.tasks import countdown, math_task, maze
+
+TESTDATA = os.path.join(os.path.dirname(__file__), "testdata")
+MATH_TRAIN = os.path.join(TESTDATA, "math_train_sample.jsonl")
+MATH_EVAL = os.path.join(TESTDATA, "math_eval_sample.jsonl")
+# 20 test mazes over 3 sizes: make_splits draws 7 of size 5, 7 of size 7, 6 of size 9, in order.
+MAZE = {"num_train": 48, "num_test": 20, "seed": 1234, "loop_prob": 0.1, "train_sizes": (7,),
+        "test_sizes": (5, 7, 9)}
+CD_KW = {"num_numbers": (3, 4), "max_number": 100, "max_target": 1000}
+COUNTDOWN = {"num_train": 40, "num_test": 12, "seed": 7, **CD_KW}
 
 
-def _records(source) -> list[dict]:
-  return [data.to_example(source[i]) for i in range(len(source))]
+def _cfg(data_dir, **kw) -> ml_collections.ConfigDict:
+  """The trainer's default `data` block, pointed at `data_dir`."""
+  c = base_config().data
+  c.dir = str(data_dir)
+  for key, value in kw.items():
+    c[key] = value
+  return c
+
+
+def _all(source) -> list[dict]:
+  return [source[i] for i in range(len(source))]
+
+
+def _mtimes(root) -> dict[str, int]:
+  return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+          for d, _, files in os.walk(root) for f in files}
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  d = str(tmp_path_factory.mktemp("tfds"))
-  for name in ("rlvr_maze", "rlvr_countdown"):
-    data.builder(name, d, "tiny").download_and_prepare()
-  return d
+  return tmp_path_factory.mktemp("tfds")
 
 
-def test_no_tensorflow(data_dir):
+@pytest.fixture(scope="module")
+def maze_splits(data_dir):
+  return data.load("maze", _cfg(data_dir, splits=MAZE, eval_group_key="size", eval_limit=15))
+
+
+def test_maze_records_equal_make_splits(maze_splits):
+  train, evals = maze_splits
+  expected = maze.make_splits(**MAZE)
+  assert _all(train) == expected["train"]  # same examples, same order, plain Python values
+  assert all(type(e["size"]) is int and type(e["grid"]) is str for e in _all(train))
+  # eval_limit 15 keeps the first 15 test mazes (7 + 7 + 1 by size), then groups them by size.
+  test = expected["test"]
+  assert evals == {"size5": test[:7], "size7": test[7:14], "size9": test[14:15]}
+  assert not {e["grid"] for e in _all(train)} & {e["grid"] for e in test}
+  task = tasks.get("maze")
+  assert all(task.verify(e["solution"], e) == 1.0 for e in _all(train) + test)
+
+
+def test_countdown_records_follow_generate(data_dir):
+  train, evals = data.load("countdown", _cfg(data_dir, splits=COUNTDOWN))
+  # The test set is generate()'s first 12 problems of stream [seed, 0]; train the first 40
+  # of stream [seed, 1] whose numbers and target are no test problem's.
+  test = countdown.generate(12, np.random.default_rng([7, 0]), **CD_KW)
+  assert evals == {"test": test}
+  prompt = lambda e: (tuple(e["numbers"]), e["target"])
+  drawn = countdown.generate(80, np.random.default_rng([7, 1]), **CD_KW)
+  assert _all(train) == [e for e in drawn if prompt(e) not in set(map(prompt, test))][:40]
+  task = tasks.get("countdown")
+  for e in _all(train):
+    assert type(e["numbers"]) is list and type(e["target"]) is int
+    assert task.verify(f"<answer>{e['solution']}</answer>", e) == 1.0
+
+
+def test_builds_are_named_by_config_and_reused(data_dir, maze_splits):
+  cfg = _cfg(data_dir, splits=MAZE, eval_group_key="size", eval_limit=15)
+  built = data.for_task("maze", cfg, str(data_dir))
+  before = _mtimes(os.path.join(data_dir, "rlvr_maze"))
+  assert len(before) >= 3  # the array_record files and dataset_info.json
+  again = data.load("maze", cfg)  # built: opens the same files, writes nothing
+  assert _mtimes(os.path.join(data_dir, "rlvr_maze")) == before
+  assert _all(again.train) == _all(maze_splits.train)
+  # The name is a function of the split kwargs only (key order and tuple vs list do not matter).
+  reordered = dict(reversed([(k, list(v) if isinstance(v, tuple) else v) for k, v in MAZE.items()]))
+  assert data.for_task("maze", _cfg(data_dir, splits=reordered), "").builder_config.name == \
+      built.builder_config.name
+  other = data.for_task("maze", _cfg(data_dir, splits={**MAZE, "seed": 1}), str(data_dir))
+  assert other.builder_config.name != built.builder_config.name
+  assert not os.path.exists(other.data_dir)
+
+
+def test_data_dir_default(monkeypatch, tmp_path):
+  monkeypatch.setenv("RLVR_JAX_DATA_DIR", str(tmp_path / "env"))
+  assert data.data_dir("") == str(tmp_path / "env")
+  assert data.data_dir(str(tmp_path / "cfg")) == str(tmp_path / "cfg")
+  monkeypatch.delenv("RLVR_JAX_DATA_DIR")
+  assert data.data_dir("") == os.path.expanduser("~/.cache/rlvr_jax/tfds")
+
+
+def test_unknown_task_and_misplaced_keys(tmp_path):
+  with pytest.raises(ValueError, match="task 'sudoku' has no dataset builder"):
+    data.for_task("sudoku", _cfg(tmp_path), str(tmp_path))
+  with pytest.raises(ValueError, match="are for the math task, not 'maze'"):
+    data.for_task("maze", _cfg(tmp_path, splits=MAZE, train_file=MATH_TRAIN), str(tmp_path))
+
+
+def _jsonl_rows(path: str) -> list[dict]:
+  rows = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+  return [{"problem": r["problem"], "answer": str(r["answer"])} for r in rows]
+
+
+def test_math_reads_sample_files(data_dir):
+  cfg = _cfg(data_dir, train_file=MATH_TRAIN,
+             eval_files=f"sample={MATH_EVAL}, again={MATH_TRAIN}", eval_limit=2)
+  train, evals = data.load("math", cfg)
+  rows = _all(train)
+  assert len(rows) == 8 and rows == _jsonl_rows(MATH_TRAIN)  # file order, blank line skipped
+  assert rows[1] == {"problem": "Compute $\\frac{2}{3} - \\frac{1}{6}$.", "answer": "\\frac{1}{2}"}
+  assert rows[2]["answer"] == "6"  # a JSON number becomes the string math-verify parses
+  assert list(evals) == ["sample", "again"]  # one set a file, in the config's order
+  assert evals == {"sample": _jsonl_rows(MATH_EVAL)[:2], "again": rows[:2]}
+  # The task adds the SvS prompt suffix; every sample answer is one math-verify accepts.
+  assert math_task.INSTRUCTION.endswith("put your final answer within \\boxed{}.")
+  assert tasks.get("math").messages(rows[0])[0]["content"] == \
+      f"{rows[0]['problem']}\n{math_task.INSTRUCTION}"
+  assert all(math_task.equivalent(e["answer"], e["answer"]) for e in rows + _jsonl_rows(MATH_EVAL))
+  # eval_files as a mapping (a ConfigDict of name -> path) names the same sets.
+  mapped = data.load("math", ml_collections.ConfigDict(
+      {"dir": str(data_dir), "train_file": MATH_TRAIN, "eval_files": {"sample": MATH_EVAL},
+       "eval_limit": 2}))
+  assert mapped.evals == {"sample": evals["sample"]}
+
+
+BAD_FILES = [
+    ('{"problem": "a", "answer": "1"}\n{"problem": "b", "answer": \n', r"bad\.jsonl:2: not a JSON line"),
+    ('{"problem": "a", "solution": "1"}\n', r"bad\.jsonl:1: no 'answer' field"),
+    ('{"question": "a", "answer": "1"}\n', r"bad\.jsonl:1: no 'problem' field"),
+    ('{"problem": "a", "answer": null}\n', r"bad\.jsonl:1: 'answer' must be a non-empty string"),
+    ('{"problem": " ", "answer": "1"}\n', r"bad\.jsonl:1: 'problem' must be a non-empty string"),
+    ('["a", "1"]\n', r"bad\.jsonl:1: a line must be a JSON object"),
+    ("\n\n", r"bad\.jsonl: no examples"),
+]
+
+
+@pytest.mark.parametrize("content,error", BAD_FILES)
+def test_math_rejects_bad_files(tmp_path, content, error):
+  bad = tmp_path / "bad.jsonl"
+  bad.write_text(content)
+  with pytest.raises(ValueError, match=error):
+    data.load("math", _cfg(tmp_path, train_file=str(bad)))
+  with pytest.raises(ValueError, match=error):  # an eval file is checked the same way
+    data.load("math", _cfg(tmp_path, train_file=MATH_TRAIN, eval_files=f"e={bad}"))
+
+
+def test_math_config_errors(tmp_path):
+  with pytest.raises(ValueError, match="needs data.train_file"):
+    data.load("math", _cfg(tmp_path))
+  with pytest.raises(FileNotFoundError, match="data.train_file: no such file: .*nope.jsonl"):
+    data.load("math", _cfg(tmp_path, train_file=str(tmp_path / "nope.jsonl")))
+  with pytest.raises(FileNotFoundError, match=r"data.eval_files\['x'\]: no such file"):
+    data.load("math", _cfg(tmp_path, train_file=MATH_TRAIN, eval_files="x=/no/such.jsonl"))
+  with pytest.raises(ValueError, match="'a-b' must be letters, digits and _"):
+    data.load("math", _cfg(tmp_path, train_file=MATH_TRAIN, eval_files=f"a-b={MATH_EVAL}"))
+  with pytest.raises(ValueError, match="'aime24' is not name=path"):
+    data.load("math", _cfg(tmp_path, train_file=MATH_TRAIN, eval_files="aime24"))
+  with pytest.raises(ValueError, match="repeated eval set name"):
+    data.load("math", _cfg(tmp_path, train_file=MATH_TRAIN,
+                           eval_files=f"e={MATH_EVAL},e={MATH_TRAIN}"))
+  with pytest.raises(ValueError, match="eval_group_key does not apply to math"):
+    data.load("math", _cfg(tmp_path, train_file=MATH_TRAIN, eval_group_key="level"))
+
+
+def test_math_rebuilds_when_content_changes(tmp_path):
+  path = tmp_path / "train.jsonl"
+  path.write_text('{"problem": "1+1?", "answer": "2"}\n')
+  cfg = _cfg(tmp_path / "tfds", train_file=str(path))
+  first = data.load("math", cfg)
+  assert _all(first.train) == [{"problem": "1+1?", "answer": "2"}]
+  path.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?", "answer": "4"}\n')
+  second = data.load("math", cfg)  # same path, new content: a new build, not the old records
+  assert [e["answer"] for e in _all(second.train)] == ["2", "4"]
+  builds = lambda: sorted(os.listdir(tmp_path / "tfds" / "rlvr_math"))
+  assert len(builds()) == 2
+  copy = tmp_path / "copy.jsonl"
+  shutil.copy(path, copy)  # the same content elsewhere reuses the second build
+  third = data.load("math", _cfg(tmp_path / "tfds", train_file=str(copy)))
+  assert len(builds()) == 2 and _all(third.train) == _all(second.train)
+
+
+def test_no_tensorflow(maze_splits):
   assert importlib.util.find_spec("tensorflow") is None
   assert "tensorflow" not in sys.modules
 
 
-def test_maze_records_match_generator_and_are_disjoint(data_dir):
-  splits = {s: _records(tfds.data_source("rlvr_maze/tiny", data_dir=data_dir, split=s))
-            for s in ("train", "test")}
-  assert len(splits["train"]) == 64 and len(splits["test"]) == 16
-  # The same config (seed 0) through maze.make_splits gives the same examples (TFDS
-  # reorders records by key hash, so compare as sets).
-  expected = maze.make_splits(64, 16, seed=0)
-  for s in ("train", "test"):
-    key = lambda e: (e["grid"], e["size"], e["solution"])
-    assert sorted(map(key, splits[s])) == sorted(map(key, expected[s]))
-  train = {e["grid"] for e in splits["train"]}
-  assert not train & {e["grid"] for e in splits["test"]}
-  task = tasks.get("maze")
-  assert all(task.verify(e["solution"], e) == 1.0 for e in splits["train"] + splits["test"])
+# 27 examples and global batches of 8: epochs end inside batches 3, 6, 10, 13, ...
+SOURCE = [{"id": i} for i in range(27)]
 
 
-def test_countdown_records_solvable(data_dir):
-  rows = _records(tfds.data_source("rlvr_countdown/tiny", data_dir=data_dir, split="train"))
-  assert len(rows) == 64
-  task = tasks.get("countdown")
-  for e in rows:
-    assert isinstance(e["numbers"], list) and isinstance(e["target"], int)
-    assert task.verify(f"<answer>{e['solution']}</answer>", e) == 1.0
+def _ids(it, steps: int) -> list[list[int]]:
+  return [[e["id"] for e in next(it)] for _ in range(steps)]
 
 
-def test_builders_deterministic_for_seed(tmp_path):
-  def build(sub, seed):
-    b = data.builder("rlvr_countdown", str(tmp_path / sub),
-                     data.CountdownConfig(name="s", num_train=32, num_test=8, seed=seed))
-    b.download_and_prepare()
-    return _records(b.as_data_source(split="train"))
-
-  first, again, other = build("a", 5), build("b", 5), build("c", 6)
-  assert first == again  # same records in the same order
-  assert first != other
-
-  def build_maze(sub, seed):
-    b = data.builder("rlvr_maze", str(tmp_path / sub),
-                     data.MazeConfig(name="s", num_train=16, num_test=8, seed=seed))
-    b.download_and_prepare()
-    return _records(b.as_data_source(split="test"))
-
-  assert build_maze("m1", 1) == build_maze("m2", 1) != build_maze("m3", 2)
+def test_shards_partition_global_batches_and_epochs():
+  one = _ids(data.prompt_iterator(SOURCE, 8, seed=3, process_index=0, process_count=1), 14)
+  two = [_ids(data.prompt_iterator(SOURCE, 4, seed=3, process_index=p, process_count=2), 14)
+         for p in range(2)]
+  for t in range(14):
+    assert len(two[0][t]) == len(two[1][t]) == 4
+    # Process p holds elements p, p + 2, ... of global batch t: the two shards interleave
+    # into exactly the batch one process of 8 draws (so the stream does not depend on P).
+    assert [two[p][t][j] for j in range(4) for p in range(2)] == one[t]
+  stream = [i for batch in one for i in batch]  # 112 examples: 4 whole epochs and a bit
+  epochs = [stream[e * 27:(e + 1) * 27] for e in range(4)]
+  assert all(sorted(ep) == list(range(27)) for ep in epochs)  # every example once an epoch
+  assert len({tuple(ep) for ep in epochs}) == 4  # each epoch shuffled anew
+  assert epochs[0] != list(range(27))
+  for t in (0, 1, 4, 7, 8):  # batches inside one epoch: the shards are disjoint
+    assert not set(two[0][t]) & set(two[1][t])
 
 
-def test_unknown_builder():
-  with pytest.raises(ValueError, match="unknown dataset 'maze'"):
-    data.builder("maze", "/tmp/unused")
+def test_seeds_give_different_orders():
+  first = lambda it: [i for b in _ids(it, 27) for i in b][:54]  # two epochs of batch 2
+  a = first(data.prompt_iterator(SOURCE, 2, seed=0, process_index=0, process_count=1))
+  b = first(data.prompt_iterator(SOURCE, 2, seed=1, process_index=0, process_count=1))
+  again = first(data.prompt_iterator(SOURCE, 2, seed=0, process_index=0, process_count=1))
+  warm = first(data.warmstart_iterator(SOURCE, 2, seed=0))
+  assert a == again and a != b and warm != a
+  # Grain reseeds epoch e with seed + e; mixed seeds keep seed 1's first epoch from being
+  # seed 0's second.
+  assert b[:27] != a[27:54]
 
 
-SOURCE = [{"id": i} for i in range(103)]
+def test_exact_resume_from_state():
+  make = lambda: data.prompt_iterator(SOURCE, 4, seed=1, process_index=1, process_count=2)
+  expected = _ids(make(), 20)
+  for cut in (0, 3, 4, 6, 7, 13, 19):  # before, at and after the batches that straddle epochs
+    it = make()
+    _ids(it, cut)
+    state = json.loads(json.dumps(it.get_state()))  # through JSON, as the checkpoint stores it
+    fresh = make()
+    _ids(fresh, 2)  # restoring also rewinds an iterator that moved on
+    fresh.set_state(state)
+    assert _ids(fresh, 20 - cut) == expected[cut:]
 
 
-def _take(pipe, k):
-  return [[e["id"] for e in next(pipe)] for _ in range(k)]
-
-
-def test_pipeline_shards_cover_global_batches():
-  hosts = [data.PromptBatches(SOURCE, 8, seed=3, process_index=p, process_count=2)
-           for p in range(2)]
-  assert hosts[0].batches_per_epoch == 12  # 103 // 8; the 7 left over are dropped
-  per_host = [_take(h, 24) for h in hosts]  # two epochs
-  for epoch in range(2):
-    seen = []
-    for b in range(12 * epoch, 12 * (epoch + 1)):
-      a, c = per_host[0][b], per_host[1][b]
-      assert len(a) == len(c) == 4 and not set(a) & set(c)
-      seen += a + c
-    assert len(seen) == len(set(seen)) == 96  # an epoch: distinct examples
-  # Epochs are shuffled differently; seeds give the same order on every host.
-  assert per_host[0][:12] != per_host[0][12:]
-  again = data.PromptBatches(SOURCE, 8, seed=3, process_index=0, process_count=2)
-  assert _take(again, 24) == per_host[0]
-
-
-def test_pipeline_exact_resume():
-  ref = data.PromptBatches(SOURCE, 8, seed=1, process_index=1, process_count=2)
-  expected = _take(ref, 30)
-  for cut in (0, 5, 11, 12, 13, 29):  # inside, at the end of, and after epoch boundaries
-    pipe = data.PromptBatches(SOURCE, 8, seed=1, process_index=1, process_count=2)
-    _take(pipe, cut)
-    state = dict(pipe.state())
-    fresh = data.PromptBatches(SOURCE, 8, seed=1, process_index=1, process_count=2)
-    fresh.restore(state)
-    assert _take(fresh, 30 - cut) == expected[cut:]
-
-
-def test_pipeline_errors_and_epochs():
-  pipe = data.PromptBatches(SOURCE, 8, seed=1, process_index=0, process_count=1)
-  with pytest.raises(ValueError, match="seed=2"):
-    pipe.restore({**pipe.state(), "seed": 2})
-  with pytest.raises(ValueError, match="num_examples"):
-    data.PromptBatches(SOURCE[:50], 8, seed=1, process_index=0, process_count=1).restore(
-        pipe.state())
-  with pytest.raises(ValueError, match="multiple of the number of hosts 3"):
-    data.PromptBatches(SOURCE, 8, process_index=0, process_count=3)
+def test_iterator_errors():
+  it = data.prompt_iterator(SOURCE, 4, seed=1, process_index=0, process_count=1)
+  state = it.get_state()
+  with pytest.raises(ValueError, match="saved state has seed=1, this iterator seed=2"):
+    data.prompt_iterator(SOURCE, 4, seed=2, process_index=0, process_count=1).set_state(state)
+  with pytest.raises(ValueError, match="batch_size=4, this iterator batch_size=2"):
+    data.prompt_iterator(SOURCE, 2, seed=1, process_index=0, process_count=1).set_state(state)
+  with pytest.raises(ValueError, match="num_examples=27, this iterator num_examples=20"):
+    data.prompt_iterator(SOURCE[:20], 4, seed=1, process_index=0, process_count=1).set_state(state)
   with pytest.raises(ValueError, match="fewer than one global batch"):
-    data.PromptBatches(SOURCE[:4], 8, process_index=0, process_count=1)
-  once = data.PromptBatches(SOURCE, 50, num_epochs=1, shuffle=False, process_index=0,
-                            process_count=1)
-  assert [len(b) for b in once] == [50, 50]
-  assert next(iter(data.PromptBatches(SOURCE, 4, shuffle=False, process_index=0,
-                                      process_count=1)))[0] == {"id": 0}
+    data.prompt_iterator(SOURCE, 14, seed=0, process_index=0, process_count=2)
+  with pytest.raises(ValueError, match="process_index 2 not in"):
+    data.prompt_iterator(SOURCE, 4, seed=0, process_index=2, process_count=2)
+  with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    data.prompt_iterator(SOURCE, 0, seed=0, process_index=0, process_count=1)
 
 
-def test_pipeline_on_tfds_source_with_jax_process_index(data_dir):
-  source = tfds.data_source("rlvr_maze/tiny", data_dir=data_dir, split="train")
-  pipe = data.PromptBatches(source, 16, seed=0)  # host layout from jax (one process)
-  batch = next(pipe)
-  assert len(batch) == 16 and all(isinstance(e["grid"], str) for e in batch)
-  rows = data.repeat_examples(batch, 4)  # problem-major: row b*N + n is example b
-  assert len(rows) == 64 and rows[4 * 3 + 2] is batch[3]
-  rewards, _ = tasks.verify_batch(tasks.get("maze"), [e["solution"] for e in rows], rows)
-  assert rewards.tolist() == [1.0] * 64
-  with pytest.raises(ValueError, match="num_rollouts"):
-    data.repeat_examples(batch, 0)
+def test_orbax_save_restore(tmp_path):
+  make = lambda: data.prompt_iterator(SOURCE, 4, seed=5, process_index=0, process_count=1)
+  expected = _ids(make(), 12)
+  options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True,
+                                         enable_async_checkpointing=True)
+  it = make()
+  _ids(it, 5)
+  with ocp.CheckpointManager(str(tmp_path), options=options) as mngr:
+    mngr.save(5, args=ocp.args.Composite(
+        tree=ocp.args.StandardSave({"w": np.arange(3.0)}), meta=ocp.args.JsonSave({"rl_step": 5}),
+        data=data.iterator_save_args(it)))
+    _ids(it, 2)  # the loop goes on while orbax writes: the checkpoint keeps step 5's position
+    mngr.wait_until_finished()
+  saved = json.loads((tmp_path / "5" / "data" / "process_0-of-1.json").read_text())
+  assert saved["grain"] == {"next_index": 5}
+  with ocp.CheckpointManager(str(tmp_path), options=options) as mngr:
+    fresh = make()
+    out = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore(), data=data.iterator_restore_args(fresh)))
+  assert out.data is fresh and out.meta == {"rl_step": 5}
+  assert _ids(fresh, 7) == expected[5:]  # across the epoch boundary inside batch 6
+
+
+def test_tfds_source_through_iterator(maze_splits):
+  it = data.prompt_iterator(maze_splits.train, batch_size=16, seed=0)  # jax's process layout
+  batch = next(it)
+  assert len(batch) == 16 and all(type(e["grid"]) is str for e in batch)
+  rewards, _ = tasks.verify_batch(tasks.get("maze"), [e["solution"] for e in batch], batch)
+  assert rewards.tolist() == [1.0] * 16
+  warm = next(data.warmstart_iterator(maze_splits.train, batch_size=8, seed=0))
+  assert len(warm) == 8 and warm != batch[:8]

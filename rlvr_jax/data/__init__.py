@@ -1,8 +1,18 @@
-"""Data: TFDS array_record builders for the generated tasks and the prompt pipeline."""
+"""The data path: TFDS array_record builds of each task's examples, read through Grain.
 
-from rlvr_jax.data.builders import (CountdownConfig, MazeConfig, RlvrCountdown, RlvrMaze,
-                                    builder, to_example)
-from rlvr_jax.data.pipeline import PromptBatches, repeat_examples
+    train, evals = data.load(config.task.name, config.data)
+    it = data.prompt_iterator(train, batch_size=B, seed=config.seed)   # this process's share
+    ws = data.warmstart_iterator(train, batch_size=32, seed=config.seed)
+    ocp.args.Composite(..., data=data.iterator_save_args(it))           # into a checkpoint
+"""
 
-__all__ = ["CountdownConfig", "MazeConfig", "PromptBatches", "RlvrCountdown", "RlvrMaze",
-           "builder", "repeat_examples", "to_example"]
+from rlvr_jax.data.builders import (TASKS, RlvrCountdown, RlvrMath, RlvrMaze, countdown_splits,
+                                    for_task, read_math_jsonl)
+from rlvr_jax.data.iterators import (PromptIterator, iterator_restore_args, iterator_save_args,
+                                     prompt_iterator, warmstart_iterator)
+from rlvr_jax.data.sources import Examples, Splits, data_dir, load, to_example
+
+__all__ = ["TASKS", "Examples", "PromptIterator", "RlvrCountdown", "RlvrMath", "RlvrMaze",
+           "Splits", "countdown_splits", "data_dir", "for_task", "iterator_restore_args",
+           "iterator_save_args", "load", "prompt_iterator", "read_math_jsonl", "to_example",
+           "warmstart_iterator"]

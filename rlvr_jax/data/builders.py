@@ -1,53 +1,77 @@
-"""TFDS builders for the generated tasks, written as array_record (no TensorFlow needed).
+"""TFDS builders of each task's examples, written as array_record (no TensorFlow needed).
 
-    builder = data.builder('rlvr_maze', data_dir, config='tiny')   # or a MazeConfig(...)
-    builder.download_and_prepare()
-    source = tfds.data_source('rlvr_maze/tiny', data_dir=data_dir, split='train')
+    b = builders.for_task('maze', config.data, data_dir)   # a builder named by the config
+    b.download_and_prepare()                               # a no-op once built
+    source = b.as_data_source(split='train')               # what tfds.data_source returns
 
-The records are a pure function of the config (seed included): maze splits
-come from `maze.make_splits` (train/test disjoint by grid), countdown from
-`countdown.generate` with one RNG stream a split. Records come back as dicts
-of bytes / numpy values; `to_example` turns one into the task's plain dict.
+A builder's records are a pure function of its BuilderConfig, and the
+config's name is a hash of everything the records depend on, so two configs
+never share files and the same config reuses them:
+- maze / countdown: the split kwargs (`config.data.splits`) and the source of
+  the task module that generates them (an edited generator builds anew);
+  maze rows are `maze.make_splits(**splits)`, countdown rows come from
+  `countdown_splits`, the same examples the trainer drew before TFDS.
+- math: the bytes of the train and eval jsonl files (a changed file builds
+  anew; the same content under another path reuses the build).
+Records keep the generator's order (`disable_shuffling`), so an eval set
+capped at its first n examples is the same n examples as before.
 """
 
 import abc
 import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping
 from typing import Any
 
 from etils import epath
+import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
 from rlvr_jax.tasks import countdown, maze
 
-
 # TFDS derives a builder's source path through the optional `importlib_resources`
 # package for builders inside packages; giving it directly avoids that dependency.
 _CODE_PATH = epath.Path(__file__)
+# Eval set names become TFDS split names (file names) and metric names.
+_SET_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def _digest(obj: Any) -> str:
+  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _code_digest(*modules: Any) -> str:
+  """Hash of the source of the modules that make a builder's records (this one included)."""
+  h = hashlib.sha256()
+  for module in (sys.modules[__name__], *modules):
+    h.update(inspect.getsource(module).encode())
+  return h.hexdigest()
 
 
 @dataclasses.dataclass(eq=False)
-class MazeConfig(tfds.core.BuilderConfig):
-  num_train: int = 20_000
-  num_test: int = 1_600  # 200 a test size (7..21)
-  seed: int = 0
-  loop_prob: float = 0.1
+class SplitsConfig(tfds.core.BuilderConfig):
+  """Generated tasks: the keyword arguments of the task's split function, as JSON."""
+  kwargs_json: str = "{}"
 
 
 @dataclasses.dataclass(eq=False)
-class CountdownConfig(tfds.core.BuilderConfig):
-  num_train: int = 20_000
-  num_test: int = 1_000
-  seed: int = 0
-  min_numbers: int = 3
-  max_numbers: int = 4
+class MathConfig(tfds.core.BuilderConfig):
+  """Math: the train file and the eval sets as a JSON list of [name, path]."""
+  train_file: str = ""
+  eval_files_json: str = "[]"
 
 
 class _TaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """What the task builders share: version, source path, and one record a row of each split.
+  """What the task builders share: version, source path, one record a row of each split.
 
   A builder states its features (`_features`) and its splits' rows (`_split_rows`, from
-  `self.builder_config`); the record keys are the row indices.
+  `self.builder_config`); records keep the row order.
   """
 
   VERSION = tfds.core.Version("1.0.0")
@@ -63,7 +87,8 @@ class _TaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(builder=self,
-                                 features=tfds.features.FeaturesDict(self._features()))
+                                 features=tfds.features.FeaturesDict(self._features()),
+                                 disable_shuffling=True)
 
   def _split_generators(self, dl_manager: Any) -> dict:
     return {name: self._generate_examples(rows) for name, rows in self._split_rows().items()}
@@ -73,63 +98,170 @@ class _TaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       yield i, row
 
 
-class RlvrMaze(_TaskBuilder):
-  """The Maze task: train sizes 9..15, test sizes 7..21, no grid in both splits."""
+def countdown_splits(num_train: int, num_test: int, seed: int, **kwargs: Any) -> dict[str, list]:
+  """Countdown train / test sets from `countdown.generate`: test first (RNG stream [seed, 0]),
+  then train examples (stream [seed, 1]) whose numbers and target repeat a test one are dropped."""
+  test = countdown.generate(num_test, np.random.default_rng([seed, 0]), **kwargs)
+  key = lambda ex: repr(sorted((k, v) for k, v in ex.items() if k != "solution"))
+  seen = {key(ex) for ex in test}
+  train = [ex for ex in countdown.generate(2 * num_train, np.random.default_rng([seed, 1]), **kwargs)
+           if key(ex) not in seen][:num_train]
+  if len(train) < num_train:
+    raise ValueError(f"could only draw {len(train)} distinct train examples of {num_train}")
+  return {"train": train, "test": test}
+
+
+class _GeneratedBuilder(_TaskBuilder, skip_registration=True):
+  """A generated task: `_make_splits(**kwargs)` gives {'train': rows, 'test': rows}."""
+
+  _task_module: Any = None  # the module whose code generates the rows
+
+  @staticmethod
+  @abc.abstractmethod
+  def _make_splits(**kwargs: Any) -> dict[str, list[dict]]:
+    """The task's split function."""
+
+  def _split_rows(self) -> dict[str, list[dict]]:
+    # JSON has no tuples; the split functions take tuples (sizes, number ranges).
+    kwargs = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in json.loads(self.builder_config.kwargs_json).items()}
+    splits = self._make_splits(**kwargs)
+    return {"train": list(splits["train"]), "test": list(splits["test"])}
+
+
+class RlvrMaze(_GeneratedBuilder):
+  """The Maze task: `maze.make_splits(**config.data.splits)`, no grid in both splits."""
 
   name = "rlvr_maze"
-  BUILDER_CONFIGS = [MazeConfig(name="default"),
-                     MazeConfig(name="tiny", num_train=64, num_test=16)]
+  _task_module = maze
+  _make_splits = staticmethod(maze.make_splits)
 
   def _features(self) -> dict[str, tfds.features.FeatureConnector]:
     return {"grid": tfds.features.Text(), "size": tfds.features.Scalar(np.int32),
             "solution": tfds.features.Text()}
 
-  def _split_rows(self) -> dict[str, list[dict]]:
-    c = self.builder_config
-    return maze.make_splits(c.num_train, c.num_test, c.seed, c.loop_prob)
 
-
-class RlvrCountdown(_TaskBuilder):
-  """Countdown problems: 3-4 numbers in 1..100, a reachable target in 1..1000."""
+class RlvrCountdown(_GeneratedBuilder):
+  """Countdown problems: `countdown_splits(**config.data.splits)`."""
 
   name = "rlvr_countdown"
-  BUILDER_CONFIGS = [CountdownConfig(name="default"),
-                     CountdownConfig(name="tiny", num_train=64, num_test=16)]
+  _task_module = countdown
+  _make_splits = staticmethod(countdown_splits)
 
   def _features(self) -> dict[str, tfds.features.FeatureConnector]:
     return {"numbers": tfds.features.Tensor(shape=(None,), dtype=np.int32),
             "target": tfds.features.Scalar(np.int32), "solution": tfds.features.Text()}
 
+
+class RlvrMath(_TaskBuilder):
+  """Math problems from jsonl files: split 'train' and one split an eval set."""
+
+  name = "rlvr_math"
+
+  def _features(self) -> dict[str, tfds.features.FeatureConnector]:
+    return {"problem": tfds.features.Text(), "answer": tfds.features.Text()}
+
   def _split_rows(self) -> dict[str, list[dict]]:
     c = self.builder_config
-    # One RNG stream a split, so the test set does not depend on num_train.
-    return {name: countdown.generate(num, np.random.default_rng([c.seed, split_id]),
-                                     (c.min_numbers, c.max_numbers))
-            for split_id, (name, num) in enumerate((("train", c.num_train),
-                                                    ("test", c.num_test)))}
+    rows = {"train": read_math_jsonl(c.train_file)}
+    for name, path in json.loads(c.eval_files_json):
+      rows[name] = read_math_jsonl(path)
+    return rows
 
 
-_BUILDERS = {"rlvr_maze": RlvrMaze, "rlvr_countdown": RlvrCountdown}
+def read_math_jsonl(path: str) -> list[dict]:
+  """{'problem', 'answer'} of each line of a jsonl file (other fields are dropped).
+
+  Answers may be JSON strings or numbers (AIME exports give ints); anything else,
+  a blank problem or answer, a line that is not a JSON object, or a file
+  without rows is a ValueError naming the file and line.
+  """
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for lineno, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{lineno}: a line must be a JSON object, got {type(row).__name__}")
+      for field in ("problem", "answer"):
+        value = row.get(field)
+        if field not in row:
+          raise ValueError(f"{path}:{lineno}: no {field!r} field (has {sorted(row)})")
+        # bool is an int to Python; an answer of `true` is a broken export, not a number.
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+          raise ValueError(f"{path}:{lineno}: {field!r} must be a non-empty string or number, "
+                           f"got {value!r:.80}")
+      rows.append({"problem": str(row["problem"]), "answer": str(row["answer"])})
+  if not rows:
+    raise ValueError(f"{path}: no examples")
+  return rows
 
 
-def builder(name: str, data_dir: str, config: str | tfds.core.BuilderConfig = "default"
-            ) -> tfds.core.GeneratorBasedBuilder:
-  """An array_record builder of `name` ('rlvr_maze' or 'rlvr_countdown') under `data_dir`."""
-  if name not in _BUILDERS:
-    raise ValueError(f"unknown dataset {name!r}; known: {sorted(_BUILDERS)}")
-  return _BUILDERS[name](data_dir=data_dir, config=config, file_format="array_record")
+def _file_digest(path: str, key: str) -> str:
+  if not path:
+    raise ValueError(f"the math task needs {key} (a jsonl file of 'problem' and 'answer' fields)")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{key}: no such file: {path}")
+  with open(path, "rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def to_example(record: dict) -> dict:
-  """A decoded TFDS record as plain Python values (str, int, list[int])."""
-  out = {}
-  for key, value in record.items():
-    if isinstance(value, bytes):
-      out[key] = value.decode("utf-8")
-    elif isinstance(value, np.ndarray) and value.ndim > 0:
-      out[key] = [int(v) for v in value]
-    elif isinstance(value, (np.integer, int)):
-      out[key] = int(value)
-    else:
-      out[key] = value.item() if isinstance(value, np.generic) else value
-  return out
+def eval_files(spec: str | Mapping[str, str]) -> list[tuple[str, str]]:
+  """[(name, path)] of `config.data.eval_files`: a mapping or 'name=path,name=path'."""
+  if isinstance(spec, ml_collections.ConfigDict):
+    spec = spec.to_dict()
+  if isinstance(spec, str):
+    pairs = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+      name, sep, path = item.partition("=")
+      if not sep or not path.strip():
+        raise ValueError(f"data.eval_files: {item!r} is not name=path")
+      pairs.append((name.strip(), path.strip()))
+  else:
+    pairs = list(spec.items())
+  names = [name for name, _ in pairs]
+  for name in names:
+    if not _SET_NAME.match(name) or name.lower() in ("train", "all"):
+      raise ValueError(f"data.eval_files: eval set name {name!r} must be letters, digits and _ "
+                       "(and not 'train' or 'all')")
+  if len(set(names)) != len(names):
+    raise ValueError(f"data.eval_files: repeated eval set name in {names}")
+  return [(name, os.path.abspath(os.path.expanduser(path))) for name, path in pairs]
+
+
+_GENERATED = {"maze": RlvrMaze, "countdown": RlvrCountdown}
+TASKS = (*_GENERATED, "math")
+
+
+def for_task(task_name: str, data_cfg: ml_collections.ConfigDict, data_dir: str
+             ) -> tfds.core.GeneratorBasedBuilder:
+  """The array_record builder of `task_name`'s examples under `data_dir`, named by the config."""
+  train_file = data_cfg.get("train_file", "")
+  evals = eval_files(data_cfg.get("eval_files", ""))
+  if task_name == "math":
+    train_file = os.path.abspath(os.path.expanduser(train_file)) if train_file else ""
+    content = {"code": _code_digest(), "train": _file_digest(train_file, "data.train_file"),
+               "eval": [(name, _file_digest(path, f"data.eval_files[{name!r}]"))
+                        for name, path in evals]}
+    config = MathConfig(name=_digest(content), train_file=train_file,
+                        eval_files_json=json.dumps(evals),
+                        description=f"train {train_file}; eval {dict(evals)}")
+    return RlvrMath(data_dir=data_dir, config=config, file_format="array_record")
+  if task_name not in _GENERATED:
+    raise ValueError(f"task {task_name!r} has no dataset builder; known: {list(TASKS)}")
+  if train_file or evals:
+    raise ValueError(f"data.train_file / data.eval_files are for the math task, not {task_name!r}"
+                     " (its examples come from data.splits)")
+  cls = _GENERATED[task_name]
+  kwargs = data_cfg.splits.to_dict() if isinstance(data_cfg.splits, ml_collections.ConfigDict) \
+      else dict(data_cfg.splits)
+  kwargs_json = json.dumps(kwargs, sort_keys=True)  # tuples become lists
+  # The generating code is part of the name: an edited generator must not reuse old files.
+  config = SplitsConfig(name=_digest({"kwargs": json.loads(kwargs_json),
+                                      "code": _code_digest(cls._task_module)}),
+                        kwargs_json=kwargs_json, description=f"splits {kwargs_json}")
+  return cls(data_dir=data_dir, config=config, file_format="array_record")

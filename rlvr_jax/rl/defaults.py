@@ -17,7 +17,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.task = ml_collections.ConfigDict({"name": "maze", "kwargs": {}})
   # Keyword args of rlvr_jax.tasks.<name>.make_splits (or generate); eval sets are split by
   # eval_group_key (e.g. one set per maze size); eval_limit caps test examples (0 = all).
-  c.data = ml_collections.ConfigDict({"splits": {}, "eval_group_key": "", "eval_limit": 0})
+  # dir: where the TFDS builds go ('' = $RLVR_JAX_DATA_DIR, else ~/.cache/rlvr_jax/tfds).
+  # math only: train_file, a jsonl of {problem, answer}; eval_files 'name=path,name=path'
+  # (or a mapping), one eval set a file, each capped at eval_limit (rlvr_jax.data).
+  c.data = ml_collections.ConfigDict({"dir": "", "splits": {}, "eval_group_key": "",
+                                      "eval_limit": 0, "train_file": "", "eval_files": ""})
   # source 'preset' (fresh init of models.preset(preset), char tokenizer) or 'checkpoint'
   # (checkpoints.load_policy(path)); chat=True prompts through the chat template. dtype is
   # the compute dtype, param_dtype the stored (master) weights'; remat: none | full | dots.
