@@ -10,6 +10,11 @@ os.environ.setdefault("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
   os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# TFDS builds of the tests' data go to a fresh directory, not the user's ~/.cache (subprocesses
+# started by the tests inherit it).
+if "RLVR_JAX_DATA_DIR" not in os.environ:
+  import tempfile  # noqa: E402
+  os.environ["RLVR_JAX_DATA_DIR"] = tempfile.mkdtemp(prefix="rlvr_jax_test_data_")
 # Tests compare against float64 references; jax stays in float32 unless a test enables x64 itself.
 
 import hypothesis  # noqa: E402

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from rlvr_jax import advantages, sharding, tasks
-from rlvr_jax.rl import batch as batch_lib, data as data_lib, logger, rollout, train
+from rlvr_jax import data as data_lib
+from rlvr_jax.rl import batch as batch_lib, logger, rollout, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("maze_smollm2", "countdown_smollm2")
@@ -50,8 +51,8 @@ def test_one_runlocal_rollout_verify_advantage_each_config():
     assert cfg.num_layers == 30 and cfg.vocab_size == 49152
     for name, c in configs.items():
       task = tasks.get(c.task.name, **c.task.kwargs.to_dict())
-      train_set, _ = data_lib.load_splits(c.task.name, c.data)
-      examples = data_lib.Stream(train_set, seed=c.seed).take(c.rl.batch_prompts)
+      train_set, _ = data_lib.load(c.task.name, c.data)
+      examples = next(data_lib.prompt_iterator(train_set, c.rl.batch_prompts, seed=c.seed))
       rl = c.rl
       ro = rollout.generate(params, cfg, task, tokenizer, examples, jax.random.PRNGKey(0),
                             num_samples=rl.num_samples, max_prompt_len=rl.max_prompt_len,

@@ -266,12 +266,12 @@ def test_dynamic_sampling_refills_with_bounded_tries_and_hf_export(tmp_path, mon
                _params(tmp_path, 2))
   s1, s2 = _records(tmp_path, "train")
   assert len(calls) == 5 and set(calls) == {16}  # 4 prompts x 4 samples a try
-  assert (s1["sampling_tries"], s1["dyn_filled_groups"], s1["valid_frac"], s1["data_pos"]) == (
-      2, 0, 1.0, 8)
+  assert (s1["sampling_tries"], s1["dyn_filled_groups"], s1["valid_frac"], s1["prompt_batches"]) == (
+      2, 0, 1.0, 2)
   # grpo on the varied groups: a real gradient (the loss itself can be 0 at ratio 1).
   assert s1["zero_var_frac"] == 0.0 and s1["adv_abs_mean"] > 0 and s1["grad_norm"] > 0
-  assert (s2["sampling_tries"], s2["dyn_filled_groups"], s2["valid_frac"], s2["data_pos"]) == (
-      3, 4, 0.0, 20)
+  assert (s2["sampling_tries"], s2["dyn_filled_groups"], s2["valid_frac"], s2["prompt_batches"]) == (
+      3, 4, 0.0, 5)
   assert s2["loss"] == 0.0 and s2["grad_norm"] == 0.0
 
 

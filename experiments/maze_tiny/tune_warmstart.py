@@ -20,7 +20,8 @@ import jax  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from rlvr_jax import sharding, tasks  # noqa: E402
-from rlvr_jax.rl import data as data_lib, stats, step as step_lib, train, warmstart  # noqa: E402
+from rlvr_jax import data as data_lib  # noqa: E402
+from rlvr_jax.rl import stats, step as step_lib, train, warmstart  # noqa: E402
 
 
 def load_config(arg: str):
@@ -42,7 +43,7 @@ def main() -> None:
   mesh = sharding.make_mesh(config.mesh, None)
   rows_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
   task = tasks.get(config.task.name)
-  train_ex, eval_sets = data_lib.load_splits(config.task.name, config.data)
+  train_ex, eval_sets = data_lib.load(config.task.name, config.data)
   cfg, params, tok = train.load_policy(config, mesh, None)
   ws = config.warmstart
   opt = step_lib.make_optimizer(ws.optimizer)
@@ -51,10 +52,10 @@ def main() -> None:
     state = step_lib.init_state(params, opt, mesh)
     fn = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=opt,
                                    num_micro=ws.micro_batches), donate_argnums=0)
-    stream = data_lib.Stream(train_ex, seed=config.seed + 7919)
+    stream = data_lib.warmstart_iterator(train_ex, ws.batch_size, config.seed)
     t0 = time.time()
     for i in range(ws.steps):
-      batch = warmstart.sft_batch(task, tok, stream.take(ws.batch_size),
+      batch = warmstart.sft_batch(task, tok, next(stream),
                                   target_field=ws.target_field, chat=False,
                                   max_prompt_len=config.rl.max_prompt_len,
                                   max_new_tokens=config.rl.max_new_tokens, pad_id=cfg.pad_id,

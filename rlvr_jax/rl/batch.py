@@ -3,7 +3,7 @@
 Shape letters: B problems, N rollouts a problem, R = B * N rows (problem-major,
 row b * N + n), P prompt tokens, T response tokens, L = P + T.
 
-    made = make_batch(params, key, spec, next_examples, estimator)
+    made = make_batch(params, key, spec, next_examples, estimator)   # next_examples() -> B examples
     made.train        # TrainBatch: what the update reads
     made.rollouts     # the Rollouts it came from (texts, rewards, entropies)
     made.info         # the estimator's per-problem info (host arrays)
@@ -100,7 +100,7 @@ def varied_groups(ro: rollout.Rollouts, valid_BxN: np.ndarray) -> np.ndarray:
 
 
 def sample_groups(params: Any, key: jax.Array, spec: BatchSpec,
-                  next_examples: Callable[[int], list]) -> tuple[rollout.Rollouts, np.ndarray, dict]:
+                  next_examples: Callable[[], list]) -> tuple[rollout.Rollouts, np.ndarray, dict]:
   """B groups of N rollouts with their validity [B, N], and sampling counts.
 
   With dynamic sampling, up to `max_tries` draws of B prompts; groups with reward
@@ -110,7 +110,7 @@ def sample_groups(params: Any, key: jax.Array, spec: BatchSpec,
   b = spec.batch_prompts
   parts, valid, varied = [], [], []
   for attempt in range(spec.max_tries if spec.dynamic_sampling else 1):
-    ro = spec.generate(params, next_examples(b), jax.random.fold_in(key, attempt))
+    ro = spec.generate(params, next_examples(), jax.random.fold_in(key, attempt))
     parts.append(ro)
     valid.append(rollout_validity(ro, spec.mask_truncated))
     varied.append(varied_groups(ro, valid[-1]))
@@ -158,7 +158,7 @@ def assemble(ro: rollout.Rollouts, adv_BxN: np.ndarray, loss_mask_BxN: np.ndarra
       sampling_logp_RxT=ro.sampling_logprobs_RxT if keep_sampling_logp else None)
 
 
-def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Callable[[int], list],
+def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Callable[[], list],
                estimator: Callable[..., Any], name: str = "estimator") -> MadeBatch:
   """Prompts -> a complete training batch (module docstring)."""
   t0 = time.perf_counter()

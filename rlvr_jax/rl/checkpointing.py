@@ -1,7 +1,8 @@
 """Orbax train-state checkpoints: async, keep the last n, exact resume.
 
 A checkpoint holds the train state {params, opt_state, step}, the PRNG key
-data and a small JSON record (data position, phase). Orbax writes each step to
+data, the prompt iterator's state (Grain's orbax handler, one JSON file a
+process) and a small JSON record (the RL step). Orbax writes each step to
 a temporary directory and renames it only once every file is committed, so a
 crash or kill mid-save never leaves a half-written checkpoint as the latest.
 """
@@ -15,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from rlvr_jax import data as data_lib
 
 
 class Checkpointer:
@@ -31,18 +34,29 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._mngr.latest_step()
 
-  def save(self, step: int, state: dict, rng: jax.Array, meta: dict, *, force: bool = False) -> None:
-    """Starts an (async) save; `rng` is a typed or raw uint32 PRNG key."""
+  def save(self, step: int, state: dict, rng: jax.Array, meta: dict,
+           prompts: data_lib.PromptIterator | None = None, *, force: bool = False) -> None:
+    """Starts an (async) save; `rng` is a typed or raw uint32 PRNG key; `prompts` the data
+    iterator, whose position is taken now (iterating on during the save changes nothing)."""
     tree = {"state": state, "rng": _key_data(rng)}
-    self._mngr.save(step, args=ocp.args.Composite(
-        tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta))), force=force)
+    items = dict(tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta)))
+    if prompts is not None:
+      items["data"] = data_lib.iterator_save_args(prompts)
+    self._mngr.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def restore(self, step: int, abstract_state: dict, rng_like: jax.Array) -> tuple[dict, jax.Array, dict]:
-    """Restores onto the shardings of `abstract_state` (ShapeDtypeStructs or arrays)."""
+  def restore(self, step: int, abstract_state: dict, rng_like: jax.Array,
+              prompts: data_lib.PromptIterator | None = None) -> tuple[dict, jax.Array, dict]:
+    """Restores onto the shardings of `abstract_state` (ShapeDtypeStructs or arrays), and the
+    saved data position into `prompts` (in place)."""
     abstract = {"state": jax.tree.map(_abstract, abstract_state),
                 "rng": _abstract(_key_data(rng_like))}
-    out = self._mngr.restore(step, args=ocp.args.Composite(
-        tree=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    items = dict(tree=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
+    if prompts is not None:
+      if not os.path.isdir(os.path.join(self.directory, str(step), "data")):
+        raise ValueError(f"checkpoint {step} in {self.directory} holds no data iterator state "
+                         "(written before the Grain data path?): it cannot resume exactly")
+      items["data"] = data_lib.iterator_restore_args(prompts)
+    out = self._mngr.restore(step, args=ocp.args.Composite(**items))
     # Back to an uncommitted host-made key, as a fresh run has: a key committed to one device
     # would clash with params spread over a multi-device mesh in the sampler's jit.
     rng = jnp.asarray(np.asarray(jax.device_get(out.tree["rng"])))

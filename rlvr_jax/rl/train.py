@@ -29,8 +29,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlvr_jax import advantages, models, sharding, tasks
-from rlvr_jax.rl import batch as batch_lib, checkpointing, data as data_lib, logger, loss as loss_lib
+from rlvr_jax import advantages, data as data_lib, models, sharding, tasks
+from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
 from rlvr_jax.rl import stats, step as step_lib, warmstart
 
 BATCH_FNS = {"rlvr": batch_lib.make_batch}
@@ -177,7 +177,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   validate(config, mesh.shape["data"] * mesh.shape["fsdp"])
   rl = config.rl
   task = tasks.get(config.task.name, **config.task.kwargs.to_dict())
-  train, eval_sets = data_lib.load_splits(config.task.name, config.data)
+  train, eval_sets = data_lib.load(config.task.name, config.data)
   cfg, params, tokenizer = load_policy(config, mesh, rules)
   rows_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
   repl = NamedSharding(mesh, PartitionSpec())
@@ -201,10 +201,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       ref_params = reference_params(params) if kl else None
       optimizer = step_lib.make_optimizer(config.optimizer)
       state = step_lib.init_state(params, optimizer, mesh)
-      rng, rl_step, data_pos = jax.random.PRNGKey(config.seed + 1), 0, 0
+      rng, rl_step = jax.random.PRNGKey(config.seed + 1), 0
+      prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts, seed=config.seed)
       if latest is not None:
-        state, rng, meta = ckpt.restore(latest, state, rng)
-        rl_step, data_pos = int(meta["rl_step"]), int(meta["data_pos"])
+        state, rng, meta = ckpt.restore(latest, state, rng, prompts)
+        rl_step = int(meta["rl_step"])
       state_sh = jax.tree.map(lambda x: x.sharding, state)
       update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
       generate = functools.partial(
@@ -222,7 +223,6 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       blocks = (config.advantage, config.schedule.advantage)
       estimators = [advantages.from_config(b) for b in blocks]  # built once, schedule included
       make_batch = BATCH_FNS[config.algorithm]
-      stream = data_lib.Stream(train, seed=config.seed, position=data_pos)
       eval_key = jax.random.PRNGKey(config.seed + 2)
       evaluate = lambda s: writer.write(s, stats.evaluate(
           state["params"], cfg, task, tokenizer, eval_sets, jax.random.fold_in(eval_key, s),
@@ -234,8 +234,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         t0 = time.perf_counter()
         rng, k_batch, k_perm = jax.random.split(rng, 3)
         which = schedule_index(config, rl_step)
-        made = make_batch(state["params"], k_batch, spec, stream.take, estimators[which],
-                          blocks[which].name)
+        made = make_batch(state["params"], k_batch, spec, functools.partial(next, prompts),
+                          estimators[which], blocks[which].name)
         t1 = time.perf_counter()
         state, upd = update_minibatches(update, state, made.train, k_perm, rl, rows_sh)
         t_update = time.perf_counter() - t1
@@ -244,11 +244,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         total = time.perf_counter() - t0
         scalars.update(upd, **made.counts, time_update=t_update, time_step=total,
                        tokens_per_sec=float(made.rollouts.lengths_R.sum()) / max(total, 1e-9),
-                       estimator_index=float(which), data_pos=stream.position)
+                       estimator_index=float(which),
+                       prompt_batches=prompts.get_state()["grain"]["next_index"])
         last = writer.write(rl_step, scalars, histograms=hists)
         writer.advance(1, reward=last["reward_mean"], loss=last["loss"])
         if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stop:
-          ckpt.save(rl_step, state, rng, {"rl_step": rl_step, "data_pos": stream.position})
+          ckpt.save(rl_step, state, rng, {"rl_step": rl_step}, prompts)
         if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
           evaluate(rl_step)
       if stop:

@@ -18,8 +18,7 @@ import orbax.checkpoint as ocp
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlvr_jax import sampling_text
-from rlvr_jax.rl import data as data_lib
+from rlvr_jax import data as data_lib, sampling_text
 from rlvr_jax.rl import rollout, step as step_lib
 from rlvr_jax.rl.batch import TrainBatch
 
@@ -62,7 +61,7 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
                                  num_micro=ws.micro_batches, agg="token-mean"),
                in_shardings=(state_sh, batch_sharding),
                out_shardings=(state_sh, NamedSharding(mesh, PartitionSpec())), donate_argnums=0)
-  stream = data_lib.Stream(train, seed=config.seed + 7919)
+  stream = data_lib.warmstart_iterator(train, ws.batch_size, config.seed)
   chat = config.model.chat
   bar = tqdm.tqdm(total=ws.steps, desc="warm start", disable=not writer.progress,
                   dynamic_ncols=True, leave=False)
@@ -70,7 +69,7 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
     if stop:
       bar.close()
       return state["params"], False
-    batch = sft_batch(task, tokenizer, stream.take(ws.batch_size), target_field=ws.target_field,
+    batch = sft_batch(task, tokenizer, next(stream), target_field=ws.target_field,
                       chat=chat, max_prompt_len=config.rl.max_prompt_len,
                       max_new_tokens=config.rl.max_new_tokens, pad_id=cfg.pad_id,
                       eos_id=cfg.eos_ids[0])
