@@ -118,7 +118,7 @@ def test_metrics_report_why_rollouts_left_the_loss_and_num_tokens_counts_only_ke
     ro = _rollouts(rewards, seed=len(case))
     ro.responses = ["<answer>R</answer>"] * ro.tokens_RxT.shape[0]
     spec = batch_lib.BatchSpec(generate=lambda p, ex, k, ro=ro: ro, batch_prompts=B)
-    made = batch_lib.make_batch(None, jax.random.PRNGKey(0), spec, lambda b: [None] * b,
+    made = batch_lib.make_batch(None, jax.random.PRNGKey(0), spec, lambda: [None] * B,
                                 advantages.from_config(block), case)
     scalars, _ = stats.batch_metrics(made, tasks.get("maze"))
     for k, v in expect.items():

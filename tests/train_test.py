@@ -218,7 +218,7 @@ def test_sample_groups_puts_varied_groups_first_and_marks_fillers_invalid():
   spec = batch_lib.BatchSpec(generate=lambda p, ex, k: next(parts), batch_prompts=3,
                              dynamic_sampling=True, max_tries=2)
   picked, valid_BxN, counts = batch_lib.sample_groups(None, jax.random.PRNGKey(0), spec,
-                                                      lambda b: [None] * b)
+                                                      lambda: [None] * 3)
   # Concatenated groups 0..5; varied ones are 1 and 4; then the first flat one fills (2 tries,
   # the bound, give only 2 varied groups of the 3 wanted).
   assert picked.examples == [1, 1, 0] and counts["dyn_filled_groups"] == 1
@@ -228,7 +228,7 @@ def test_sample_groups_puts_varied_groups_first_and_marks_fillers_invalid():
   spec = batch_lib.BatchSpec(generate=lambda p, ex, k: _rollouts([[0, 0], [1, 0], [1, 1]]),
                              batch_prompts=3)
   _, valid_BxN, counts = batch_lib.sample_groups(None, jax.random.PRNGKey(0), spec,
-                                                 lambda b: [None] * b)
+                                                 lambda: [None] * 3)
   assert valid_BxN.all() and counts["dyn_filled_groups"] == 0
 
 

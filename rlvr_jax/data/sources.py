@@ -11,6 +11,7 @@ an eval file (`data.eval_files`), each capped at `data.eval_limit`.
 The data dir is `data.dir`, else $RLVR_JAX_DATA_DIR, else ~/.cache/rlvr_jax/tfds.
 """
 
+import fcntl
 import os
 from typing import Any, NamedTuple
 
@@ -66,8 +67,18 @@ class Splits(NamedTuple):
 
 def load(task_name: str, data_cfg: ml_collections.ConfigDict) -> Splits:
   """Builds `task_name`'s data for `data_cfg` if it is not built yet, and opens it."""
-  builder = builders.for_task(task_name, data_cfg, data_dir(data_cfg.get("dir", "")))
-  builder.download_and_prepare()  # TFDS returns at once when the files are there
+  root = data_dir(data_cfg.get("dir", ""))
+  # Runs (or test workers, or the processes of a host) sharing the data dir build one at a
+  # time; the others wait, then open the files (the builder is made under the lock, so it
+  # sees them). TFDS returns at once when the files are there.
+  os.makedirs(root, exist_ok=True)
+  with open(os.path.join(root, ".build.lock"), "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      builder = builders.for_task(task_name, data_cfg, root)
+      builder.download_and_prepare()
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
   train = Examples(builder.as_data_source(split="train"))
   if not len(train):
     raise ValueError(f"the train split of {task_name!r} is empty ({builder.data_dir})")
