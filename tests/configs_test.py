@@ -90,11 +90,15 @@ def test_qwen_7b_train_step_compiles_fsdp_from_abstract_shapes():
   assert mem.alias_size_in_bytes > 0.999 * per_device
 
 
+MATH_QWEN = "configs/math_qwen2_5_7b.py"
+
+
 @pytest.mark.parametrize("path", ["configs/maze_tiny.py", "configs/maze_smollm2.py",
-                                  "configs/countdown_smollm2.py", QWEN])
+                                  "configs/countdown_smollm2.py", QWEN, "configs/math_smollm2.py",
+                                  MATH_QWEN])
 def test_every_config_takes_k_only_for_estimators_that_have_one(path):
   get_config = runpy.run_path(path)["get_config"]
-  ckpt = "ckpt=/c," if path == QWEN else ""
+  ckpt = "ckpt=/c," if path in (QWEN, MATH_QWEN) else ""
   assert get_config(ckpt + "estimator=passk_analytical,k=8").advantage.to_dict() == {
       "name": "passk_analytical", "k": 8}
   assert get_config(ckpt + "estimator=pkpo,k=2").advantage.k == 2
@@ -149,3 +153,23 @@ def test_paper_configs_hold_the_paper_settings_and_one_runlocal_shrink(path):
   assert local.keys() == full.keys()
   assert {k: v for k, v in local.items() if full[k] != v} == {
       k: v for k, v in shrink.items() if full[k] != v}
+
+
+def test_math_qwen_config_has_the_svs_code_settings_and_validates():
+  get_config = runpy.run_path(MATH_QWEN)["get_config"]
+  with pytest.raises(ValueError, match="needs the HF checkpoint directory"):
+    get_config("")
+  c = get_config("ckpt=/c")
+  flat = _flat(c.to_dict())
+  # PAPERS.md section 4 (the SvS code): 8 rollouts, 8192-token responses, dual clip 3,
+  # clip-higher 0.2 / 0.28, token-mean, dynamic sampling, lr 1e-6, temperature 1, no KL.
+  assert {k: flat[k] for k in ("task.name", "rl.num_samples", "rl.max_new_tokens",
+                               "loss.dual_clip", "loss.eps_low", "loss.eps_high", "loss.agg",
+                               "rl.dynamic_sampling", "optimizer.lr", "rl.temperature",
+                               "loss.kl_coef", "loss.entropy_coef", "model.remat")} == {
+      "task.name": "math", "rl.num_samples": 8, "rl.max_new_tokens": 8192, "loss.dual_clip": 3.0,
+      "loss.eps_low": 0.2, "loss.eps_high": 0.28, "loss.agg": "token-mean",
+      "rl.dynamic_sampling": True, "optimizer.lr": 1e-6, "rl.temperature": 1.0,
+      "loss.kl_coef": 0.0, "loss.entropy_coef": 0.0, "model.remat": "full"}
+  for devices in (1, 8, 32):
+    train.validate(c, devices)
