@@ -34,6 +34,7 @@ from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from rlvr_jax import config_utils, models, sharding  # noqa: E402
 from rlvr_jax.rl import step as step_lib  # noqa: E402
+from rlvr_jax.rl.batch import TrainBatch  # noqa: E402
 
 # HBM per chip in GiB (Cloud TPU system architecture pages).
 HBM_GIB = {"v4": 32, "v5e": 16, "v5 lite": 16, "v5p": 95, "v5": 95, "v6e": 32, "v6 lite": 32}
@@ -81,24 +82,25 @@ def abstract_state(cfg: models.ModelConfig, optimizer, mesh, rules):
           "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=repl)}
 
 
-def abstract_batch(rows: int, prompt_len: int, resp_len: int, mesh, rules) -> dict:
+def abstract_batch(rows: int, prompt_len: int, resp_len: int, mesh, rules) -> TrainBatch:
   rows_sh = NamedSharding(mesh, sharding.logical_to_spec(("batch",), rules, (rows,), mesh))
   spec2 = sharding.logical_to_spec(("batch", None), rules, (rows, 1), mesh)
   sh2 = NamedSharding(mesh, spec2)
   L = prompt_len + resp_len
   sds = lambda shape, dtype, sh: jax.ShapeDtypeStruct(shape, dtype, sharding=sh)
-  return {"tokens_RxL": sds((rows, L), jnp.int32, sh2),
-          "attn_mask_RxL": sds((rows, L), jnp.bool_, sh2),
-          "loss_mask_RxT": sds((rows, resp_len), jnp.bool_, sh2),
-          "old_logp_RxT": sds((rows, resp_len), jnp.float32, sh2),
-          "adv_R": sds((rows,), jnp.float32, rows_sh)}
+  return TrainBatch(tokens_RxL=sds((rows, L), jnp.int32, sh2),
+                    attn_mask_RxL=sds((rows, L), jnp.bool_, sh2),
+                    loss_mask_RxT=sds((rows, resp_len), jnp.bool_, sh2),
+                    adv_R=sds((rows,), jnp.float32, rows_sh),
+                    old_logp_RxT=sds((rows, resp_len), jnp.float32, sh2))
 
 
 def compile_train_step(cfg, mesh, rules, args) -> dict:
   opt_cfg = ml_collections.ConfigDict(dict(lr=1e-6, warmup_steps=10, max_grad_norm=1.0, b1=0.9,
                                            b2=0.999, eps=1e-8, weight_decay=0.01))
   loss_cfg = ml_collections.ConfigDict(dict(eps_low=0.2, eps_high=0.28, dual_clip=0.0,
-                                            agg="token-mean", kl_coef=0.0, entropy_coef=0.0))
+                                            agg="token-mean", kl_coef=0.0, entropy_coef=0.0,
+                                            ratio="token", tis_cap=0.0))
   optimizer = step_lib.make_optimizer(opt_cfg)
   loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=cfg, loss_cfg=loss_cfg,
                               chunk_size=args.logprob_chunk)

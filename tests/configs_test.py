@@ -12,6 +12,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import models, sharding
 from rlvr_jax.rl import step as step_lib, train
+from rlvr_jax.rl.batch import TrainBatch
 
 QWEN = "configs/maze_qwen2_5_7b.py"
 
@@ -75,7 +76,8 @@ def test_qwen_7b_train_step_compiles_fsdp_from_abstract_shapes():
   batch = {"tokens_RxL": ((r, p + t), jnp.int32), "attn_mask_RxL": ((r, p + t), jnp.int32),
            "loss_mask_RxT": ((r, t), jnp.float32), "old_logp_RxT": ((r, t), jnp.float32),
            "adv_R": ((r,), jnp.float32)}
-  batch = {k: jax.ShapeDtypeStruct(s, d, sharding=rows_sh) for k, (s, d) in batch.items()}
+  batch = TrainBatch(**{k: jax.ShapeDtypeStruct(s, d, sharding=rows_sh)
+                        for k, (s, d) in batch.items()})
   update = train.make_update(c, cfg, optimizer, state_sh, rows_sh, repl)
   with sharding.use_mesh(mesh, None):
     compiled = update.lower(state, batch).compile()

@@ -38,8 +38,8 @@ def compile_cache(tmp_path):
 
 
 def _config(steps: int):
-  c = runpy.run_path(os.path.join(ROOT, "configs", "math_smollm2.py"))["get_config"](
-      f"runlocal,steps={steps}")
+  c = runpy.run_path(os.path.join(ROOT, "configs", "math_smollm2.py"))["get_config"]("runlocal")
+  c.rl.steps = steps  # runlocal makes it one step
   c.num_devices = 1
   c.progress = False
   c.plot_at_end = False
