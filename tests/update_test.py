@@ -156,11 +156,11 @@ def test_forced_correct_response_scores_its_own_problem_only(monkeypatch):
                                  np.full(r, len(ids), np.int32), np.ones(r, bool))
 
   monkeypatch.setattr(sampling, "sample", sample)
-  ro = rollout.generate(None, CFG, task, TOK, [own, other, own], jax.random.PRNGKey(0),
+  ro = rollout.generate(None, CFG, task, TOK, [own, other, other], jax.random.PRNGKey(0),
                         num_samples=2, max_prompt_len=512, max_new_tokens=32, temperature=1.0,
                         top_p=1.0, chat=False)
   assert ro.responses == [forced] * 6
-  np.testing.assert_array_equal(ro.rewards_BxN, [[1, 1], [0, 0], [1, 1]])
+  np.testing.assert_array_equal(ro.rewards_BxN, [[1, 1], [0, 0], [0, 0]])
 
 
 @pytest.mark.parametrize("typed", [False, True])

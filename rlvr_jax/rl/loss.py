@@ -115,9 +115,10 @@ def policy_loss(
 ) -> tuple[jax.Array, dict[str, Any]]:
   """Returns (loss, metrics). Metrics are token means over `mask_RxT` (not `agg`).
 
-  metrics: pg_loss, clip_frac_low, clip_frac_high, dual_clip_frac, approx_kl
-  (k3 estimate of KL(old || new)), entropy (if given), ref_kl (if a reference
-  is given). All are sums over this batch divided by `denom`-free token
+  metrics: pg_loss, clip_frac_low, clip_frac_high, dual_clip_frac (of the ratio
+  the loss uses), approx_kl (k3 estimate of KL(old || new), token level),
+  entropy (if given), ref_kl (if a reference is given), tis_weight and
+  tis_capped_frac (with TIS). All are sums over this batch divided by `denom`-free token
   counts of this batch, so they are for logging, not for accumulation.
   """
   check_settings(eps_low=eps_low, eps_high=eps_high, dual_clip=dual_clip, agg=agg, ratio=ratio,

@@ -144,6 +144,24 @@ def make_logprobs(config: ml_collections.ConfigDict, cfg: models.ModelConfig, pa
   return jax.jit(fn, in_shardings=(params_sh, rows_sh, rows_sh), out_shardings=rows_sh)
 
 
+def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task: Any,
+               tokenizer: Any, mesh: Any, rules: Any, ref_params: Any,
+               logprobs: Any) -> batch_lib.BatchSpec:
+  """How `make_batch` samples, verifies and fills in log-probs, from the `rl` / `loss` blocks."""
+  rl = config.rl
+  generate = functools.partial(
+      batch_lib.rollout.generate, cfg=cfg, task=task, tokenizer=tokenizer,
+      num_samples=rl.num_samples, max_prompt_len=rl.max_prompt_len,
+      max_new_tokens=rl.max_new_tokens, temperature=rl.temperature, top_p=rl.top_p,
+      chat=config.model.chat, mesh=mesh, rules=rules)
+  return batch_lib.BatchSpec(
+      generate=lambda p, examples, key: generate(p, examples=examples, key=key),
+      batch_prompts=rl.batch_prompts, dynamic_sampling=rl.dynamic_sampling,
+      max_tries=rl.max_sampling_tries, mask_truncated=rl.mask_truncated,
+      recompute_old_logp=rl.recompute_old_logp, logprobs=logprobs, ref_params=ref_params,
+      keep_sampling_logp=config.loss.tis_cap > 0)
+
+
 def update_minibatches(update: Any, state: dict, train: batch_lib.TrainBatch, key: jax.Array,
                        rl: ml_collections.ConfigDict, rows_sh: NamedSharding
                        ) -> tuple[dict, dict[str, float]]:
@@ -208,18 +226,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         rl_step = int(meta["rl_step"])
       state_sh = jax.tree.map(lambda x: x.sharding, state)
       update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
-      generate = functools.partial(
-          batch_lib.rollout.generate, cfg=cfg, task=task, tokenizer=tokenizer,
-          num_samples=rl.num_samples, max_prompt_len=rl.max_prompt_len,
-          max_new_tokens=rl.max_new_tokens, temperature=rl.temperature, top_p=rl.top_p,
-          chat=config.model.chat, mesh=mesh, rules=rules)
-      spec = batch_lib.BatchSpec(
-          generate=lambda p, examples, key: generate(p, examples=examples, key=key),
-          batch_prompts=rl.batch_prompts, dynamic_sampling=rl.dynamic_sampling,
-          max_tries=rl.max_sampling_tries, mask_truncated=rl.mask_truncated,
-          recompute_old_logp=rl.recompute_old_logp, ref_params=ref_params,
-          logprobs=make_logprobs(config, cfg, state_sh["params"], rows_sh),
-          keep_sampling_logp=config.loss.tis_cap > 0)
+      spec = batch_spec(config, cfg, task, tokenizer, mesh, rules, ref_params,
+                        make_logprobs(config, cfg, state_sh["params"], rows_sh))
       blocks = (config.advantage, config.schedule.advantage)
       estimators = [advantages.from_config(b) for b in blocks]  # built once, schedule included
       make_batch = BATCH_FNS[config.algorithm]
