@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax import advantages
-from rlvr_jax.advantages import passk_sampling
+from rlvr_jax.advantages import passk_sampling, reference
 
 
 def _enumerated_groups_adv(N, k, c):
@@ -262,3 +262,184 @@ def test_full_sampling_random_order_is_uniform():
   assert len(counts) == math.factorial(6)
   se = math.sqrt(rows * p * (1 - p))
   assert np.max(np.abs(counts - rows * p)) < 5 * se, (counts.min(), counts.max())
+
+
+class _FixedRng:
+  """Stands in for the NumPy Generator of `reference.passk_full` / `passk_bootstrap`.
+
+  Hands out given permutations / groups in order, so the reference computes its
+  advantage for one chosen random draw.
+  """
+
+  def __init__(self, draws):
+    self.draws = list(draws)
+
+  def permutation(self, n):
+    perm = np.asarray(self.draws.pop(0))
+    assert sorted(perm.tolist()) == list(range(n))
+    return perm
+
+  def choice(self, n, k, replace=True):
+    assert not replace
+    group = np.asarray(self.draws.pop(0))
+    assert len(set(group.tolist())) == k and group.max() < n
+    return group
+
+
+def _outcome(adv_N, used_N):
+  # Values are float32 rounded to 5 decimals: reference outcomes that differ differ by
+  # far more (group advantages of distinct rewards are O(0.1) apart in these cases).
+  return tuple(np.round(np.asarray(adv_N, np.float64), 5).tolist()), tuple(used_N.tolist())
+
+
+def _check_frequencies(adv_BxN, used_BxN, want):
+  """Every row's (advantages, loss mask) is an outcome of `want` (outcome -> probability),
+  and each outcome's count is within 5 binomial standard errors of rows * probability."""
+  rows = len(adv_BxN)
+  table = np.concatenate([np.round(adv_BxN.astype(np.float64), 5), used_BxN], axis=1)
+  uniq, counts = np.unique(table, axis=0, return_counts=True)
+  N = adv_BxN.shape[1]
+  got = {_outcome(u[:N], u[N:] > 0): c for u, c in zip(uniq, counts)}
+  assert set(got) <= set(want), set(got) - set(want)
+  for key, p in want.items():
+    se = math.sqrt(rows * p * (1 - p))
+    assert abs(got.get(key, 0) - rows * p) < 5 * se, (key, got.get(key, 0), rows * p)
+
+
+# (rewards, valid, k): one problem each, its row repeated many times in one call.
+FULL_CASES = [
+    # 5 valid of 6 (column 2 padding, garbage reward): 2 pairs and 1 left over, 15 equally
+    # likely splits, distinct rewards so that every split has its own advantages.
+    ([0.1, 0.7, np.nan, 0.3, 0.9, 0.5], [1, 1, 0, 1, 1, 1], 2),
+    # Binary with ties: the two correct rollouts share a group (prob 2/5: adv +-1) or not
+    # (both groups reward 1: all 0).
+    ([1, 1, 0, 0, 0, 0], [1] * 6, 3),
+    # 7 valid, k = 3: 70 splits into two triples and a left-over.
+    ([0.2, -1.0, 0.5, 3.0, 0.0, 1.5, 0.8], [1] * 7, 3),
+]
+
+
+@pytest.mark.parametrize("rewards,valid,k", FULL_CASES)
+def test_full_sampling_distribution_equals_reference_over_all_permutations(rewards, valid, k):
+  # Brute force: every permutation of the valid rollouts, through reference.passk_full,
+  # gives the exact distribution of (advantages, loss mask). Each of the estimator's rows
+  # must be one of those outcomes, and each outcome must come up with its exact
+  # probability (counts within 5 binomial standard errors over `rows` draws).
+  r = np.array(rewards, np.float32)
+  v = np.array(valid, bool)
+  n = int(v.sum())
+  idx = np.flatnonzero(v)
+  want = {}
+  perms = list(itertools.permutations(range(n)))
+  for perm in perms:
+    adv_n = reference.passk_full(r[v].astype(np.float64), k, _FixedRng([perm]))
+    used = np.zeros(len(r), bool)
+    used[idx[list(perm[:(n // k) * k])]] = True
+    adv = np.zeros(len(r))
+    adv[idx] = adv_n
+    key = _outcome(adv, used)
+    want[key] = want.get(key, 0) + 1 / len(perms)
+  rows = 12000
+  adv, info = advantages.compute("passk_full", np.tile(r, (rows, 1)), np.tile(v, (rows, 1)),
+                                 k=k, key=jax.random.key(17))
+  _check_frequencies(np.asarray(adv), np.asarray(info["loss_mask_BxN"]), want)
+
+
+# N = 10 takes the pairwise-rank path, N = 80 the sort path (PAIRWISE_MAX_N = 64).
+@pytest.mark.parametrize("N", [10, 80])
+def test_full_sampling_equals_reference_for_the_split_it_made(N):
+  # With distinct rewards, distinct groups have distinct maxima and so distinct
+  # advantages: the rollouts sharing an advantage value are exactly one group, which
+  # recovers the split. It must hold n // k groups of exactly k valid rollouts, the
+  # n mod k others out of the loss with advantage 0, and its advantages must be the
+  # reference's (GRPO over the group maxima, reference.grpo) for that split.
+  k = 3
+  rng = np.random.default_rng(5)
+  B = 24
+  r = np.stack([rng.permutation(N) / N - 0.5 for _ in range(B)]).astype(np.float32)
+  v = np.ones((B, N), bool)
+  for b in range(B):
+    v[b, rng.choice(N, size=b % 5, replace=False)] = False  # 0..4 padding rollouts
+  v[-1, 2:] = False  # 2 valid < k: no group at all
+  r[~v] = np.nan
+  adv, info = advantages.compute("passk_full", r, v, k=k, key=jax.random.key(1))
+  adv, used = np.asarray(adv, np.float64), np.asarray(info["loss_mask_BxN"])
+  for b in range(B):
+    n = int(v[b].sum())
+    assert np.all(adv[b][~used[b]] == 0)
+    assert not np.any(used[b] & ~v[b]) and used[b].sum() == (n // k) * k
+    values, members = np.unique(adv[b][used[b]], return_inverse=True)
+    cols = np.flatnonzero(used[b])
+    groups = [cols[members == g] for g in range(len(values))]
+    assert len(groups) == n // k and all(len(g) == k for g in groups), (b, adv[b])
+    if groups:
+      want = reference.grpo(np.array([r[b, g].max() for g in groups], np.float64))
+      np.testing.assert_allclose(values, want, rtol=1e-5, atol=1e-6)
+
+
+def test_full_sampling_split_is_uniform_on_the_sort_path():
+  # N = 80 > PAIRWISE_MAX_N (the brute-force test above covers the pairwise path). Over
+  # many problems with the same 78 valid rollouts, k = 4 (19 groups, 2 left over), two
+  # valid rollouts share a group with probability g k (k - 1) / (n (n - 1)) (of the
+  # n (n - 1) ordered position pairs, g k (k - 1) lie in one group), and one is left
+  # over with probability (n - g k) / n. Co-grouping is read off equal advantages of
+  # distinct rewards, as above. Every frequency must be within 5 standard errors.
+  N, k, rows = 80, 4, 3000
+  v = np.ones((rows, N), bool)
+  v[:, [7, 50]] = False
+  r = np.tile((np.arange(N) / N).astype(np.float32), (rows, 1))
+  adv, info = advantages.compute("passk_full", r, v, k=k, key=jax.random.key(2))
+  adv, used = np.asarray(adv), np.asarray(info["loss_mask_BxN"])
+  cols = np.flatnonzero(v[0])
+  n, g = len(cols), len(cols) // k
+  a, u = adv[:, cols], used[:, cols]
+  same = (a[:, :, None] == a[:, None, :]) & u[:, :, None] & u[:, None, :]
+  freq = same.mean(0)[~np.eye(n, dtype=bool)]
+  p = g * k * (k - 1) / (n * (n - 1))
+  assert np.max(np.abs(freq - p)) < 5 * math.sqrt(p * (1 - p) / rows), (freq.min(), freq.max())
+  left = (~u).mean(0)
+  q = (n - g * k) / n
+  assert np.max(np.abs(left - q)) < 5 * math.sqrt(q * (1 - q) / rows), (left.min(), left.max())
+
+
+def test_full_sampling_split_depends_on_the_key():
+  r = np.tile((np.arange(8) / 8).astype(np.float32), (64, 1))
+  a1 = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(0))[0])
+  a1_again = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(0))[0])
+  a2 = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(1))[0])
+  np.testing.assert_array_equal(a1, a1_again)
+  # 64 problems with 105 splits each: two keys give the same 64 splits with prob ~105^-64.
+  assert not np.array_equal(a1, a2)
+
+
+# (rewards, valid, k, num_groups, reduce, rows); k = 17 > FLOYD_MAX_K takes the top_k path.
+BOOTSTRAP_CASES = [
+    ([0.3, -1.0, 2.0, np.nan, 0.9], [1, 1, 1, 0, 1], 2, 2, "sum", 7200),  # 36 draws
+    ([0.3, -1.0, 2.0, np.nan, 0.9], [1, 1, 1, 0, 1], 2, 2, "mean", 7200),
+    ([1, 0, 0, 1, 0, 0], [1] * 6, 3, 2, "mean", 8000),  # binary, ties: 400 draws
+    (np.arange(19) / 19 - 0.3, [1] * 9 + [0] + [1] * 9, 17, 2, "sum", 16000),  # 18^2 draws
+]
+
+
+@pytest.mark.parametrize("rewards,valid,k,num_groups,reduce,rows", BOOTSTRAP_CASES)
+def test_bootstrap_distribution_equals_reference_over_all_group_draws(
+    rewards, valid, k, num_groups, reduce, rows):
+  # Brute force: every sequence of num_groups k-subsets of the valid rollouts, through
+  # reference.passk_bootstrap, gives the exact distribution of the advantages (each
+  # sequence has probability C(n, k)^-num_groups). Every row of the estimator must be one
+  # of those outcomes, each with its exact frequency (within 5 binomial standard errors).
+  r = np.array(rewards, np.float32)
+  v = np.array(valid, bool)
+  n, idx = int(v.sum()), np.flatnonzero(v)
+  subsets = list(itertools.combinations(range(n), k))
+  draws = list(itertools.product(subsets, repeat=num_groups))
+  want = {}
+  for draw in draws:
+    adv = np.zeros(len(r))
+    adv[idx] = reference.passk_bootstrap(r[v].astype(np.float64), k, _FixedRng(draw),
+                                         num_groups=num_groups, reduce=reduce)
+    key = _outcome(adv, v)
+    want[key] = want.get(key, 0) + 1 / len(draws)
+  adv, _ = advantages.compute("passk_bootstrap", np.tile(r, (rows, 1)), np.tile(v, (rows, 1)),
+                              k=k, num_groups=num_groups, reduce=reduce, key=jax.random.key(3))
+  _check_frequencies(np.asarray(adv), np.tile(v, (rows, 1)), want)
