@@ -286,34 +286,39 @@ class _FixedRng:
     return group
 
 
-def _outcome(adv_N, used_N):
-  # Values are float32 rounded to 5 decimals: reference outcomes that differ differ by
-  # far more (group advantages of distinct rewards are O(0.1) apart in these cases).
-  return tuple(np.round(np.asarray(adv_N, np.float64), 5).tolist()), tuple(used_N.tolist())
-
-
-def _check_frequencies(adv_BxN, used_BxN, want):
-  """Every row's (advantages, loss mask) is an outcome of `want` (outcome -> probability),
-  and each outcome's count is within 5 binomial standard errors of rows * probability."""
-  rows = len(adv_BxN)
-  table = np.concatenate([np.round(adv_BxN.astype(np.float64), 5), used_BxN], axis=1)
-  uniq, counts = np.unique(table, axis=0, return_counts=True)
-  N = adv_BxN.shape[1]
-  got = {_outcome(u[:N], u[N:] > 0): c for u, c in zip(uniq, counts)}
-  assert set(got) <= set(want), set(got) - set(want)
-  for key, p in want.items():
+def _check_frequencies(got_BxD, draws_MxD):
+  """The rows of got_BxD (an estimator's outcomes) against the M equally likely reference
+  outcomes draws_MxD of one random draw each: every row must match one distinct reference
+  outcome (to 1e-5; distinct outcomes differ by far more in these cases, which the test
+  checks), and each outcome must come up with its exact probability (its count within 5
+  binomial standard errors)."""
+  # Distinct reference outcomes (float64: equal ones agree to ~1e-15, far inside 1e-8).
+  reps_ExD, draws_E = np.unique(np.round(draws_MxD, 8), axis=0, return_counts=True)
+  probs_E = draws_E / len(draws_MxD)
+  gaps_ExE = np.max(np.abs(reps_ExD[:, None, :] - reps_ExD[None, :, :]), axis=-1)
+  assert np.all(gaps_ExE[~np.eye(len(reps_ExD), dtype=bool)] > 1e-3)
+  uniq_UxD, counts_U = np.unique(got_BxD, axis=0, return_counts=True)
+  dist_UxE = np.max(np.abs(uniq_UxD[:, None, :] - reps_ExD[None, :, :]), axis=-1)
+  match_U = np.argmin(dist_UxE, axis=1)
+  assert np.all(dist_UxE[np.arange(len(uniq_UxD)), match_U] < 1e-5), uniq_UxD[
+      dist_UxE.min(axis=1) >= 1e-5][:3]
+  rows = len(got_BxD)
+  count_E = np.bincount(match_U, weights=counts_U, minlength=len(reps_ExD))
+  for rep, p, count in zip(reps_ExD, probs_E, count_E):
     se = math.sqrt(rows * p * (1 - p))
-    assert abs(got.get(key, 0) - rows * p) < 5 * se, (key, got.get(key, 0), rows * p)
+    assert abs(count - rows * p) < 5 * se, (rep, count, rows * p)
 
 
-# (rewards, valid, k): one problem each, its row repeated many times in one call.
+# (rewards, valid, k): one problem each, its row repeated FULL_ROWS times in one call. All
+# are 7 wide, so the estimator compiles once a k (here and in the key test below).
+FULL_ROWS = 12000
 FULL_CASES = [
-    # 5 valid of 6 (column 2 padding, garbage reward): 2 pairs and 1 left over, 15 equally
-    # likely splits, distinct rewards so that every split has its own advantages.
-    ([0.1, 0.7, np.nan, 0.3, 0.9, 0.5], [1, 1, 0, 1, 1, 1], 2),
-    # Binary with ties: the two correct rollouts share a group (prob 2/5: adv +-1) or not
-    # (both groups reward 1: all 0).
-    ([1, 1, 0, 0, 0, 0], [1] * 6, 3),
+    # 5 valid of 7 (columns 2 and 6 padding, garbage rewards): 2 pairs and 1 left over, 15
+    # equally likely splits, distinct rewards so that every split has its own advantages.
+    ([0.1, 0.7, np.nan, 0.3, 0.9, 0.5, 4.0], [1, 1, 0, 1, 1, 1, 0], 2),
+    # Binary with ties, 6 valid: the two correct rollouts share a group (prob 2/5: adv +-1)
+    # or not (both groups reward 1: all 0).
+    ([1, 1, 0, 0, 0, 0, 1], [1] * 6 + [0], 3),
     # 7 valid, k = 3: 70 splits into two triples and a left-over.
     ([0.2, -1.0, 0.5, 3.0, 0.0, 1.5, 0.8], [1] * 7, 3),
 ]
@@ -329,20 +334,17 @@ def test_full_sampling_distribution_equals_reference_over_all_permutations(rewar
   v = np.array(valid, bool)
   n = int(v.sum())
   idx = np.flatnonzero(v)
-  want = {}
-  perms = list(itertools.permutations(range(n)))
-  for perm in perms:
-    adv_n = reference.passk_full(r[v].astype(np.float64), k, _FixedRng([perm]))
-    used = np.zeros(len(r), bool)
-    used[idx[list(perm[:(n // k) * k])]] = True
+  draws = []  # (advantages, loss mask) of each permutation
+  for perm in itertools.permutations(range(n)):
     adv = np.zeros(len(r))
-    adv[idx] = adv_n
-    key = _outcome(adv, used)
-    want[key] = want.get(key, 0) + 1 / len(perms)
-  rows = 12000
-  adv, info = advantages.compute("passk_full", np.tile(r, (rows, 1)), np.tile(v, (rows, 1)),
-                                 k=k, key=jax.random.key(17))
-  _check_frequencies(np.asarray(adv), np.asarray(info["loss_mask_BxN"]), want)
+    adv[idx] = reference.passk_full(r[v].astype(np.float64), k, _FixedRng([perm]))
+    used = np.zeros(len(r))
+    used[idx[list(perm[:(n // k) * k])]] = 1
+    draws.append(np.concatenate([adv, used]))
+  adv, info = advantages.compute("passk_full", np.tile(r, (FULL_ROWS, 1)),
+                                 np.tile(v, (FULL_ROWS, 1)), k=k, key=jax.random.key(17))
+  _check_frequencies(np.concatenate([adv, info["loss_mask_BxN"]], axis=1, dtype=np.float64),
+                     np.stack(draws))
 
 
 # N = 10 takes the pairwise-rank path, N = 80 the sort path (PAIRWISE_MAX_N = 64).
@@ -355,7 +357,7 @@ def test_full_sampling_equals_reference_for_the_split_it_made(N):
   # reference's (GRPO over the group maxima, reference.grpo) for that split.
   k = 3
   rng = np.random.default_rng(5)
-  B = 24
+  B = 32  # the shapes of test_full_sampling_groups_and_leftovers: one compilation
   r = np.stack([rng.permutation(N) / N - 0.5 for _ in range(B)]).astype(np.float32)
   v = np.ones((B, N), bool)
   for b in range(B):
@@ -403,12 +405,13 @@ def test_full_sampling_split_is_uniform_on_the_sort_path():
 
 
 def test_full_sampling_split_depends_on_the_key():
-  r = np.tile((np.arange(8) / 8).astype(np.float32), (64, 1))
+  r = np.tile((np.arange(7) / 7).astype(np.float32), (FULL_ROWS, 1))
   a1 = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(0))[0])
   a1_again = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(0))[0])
   a2 = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(1))[0])
   np.testing.assert_array_equal(a1, a1_again)
-  # 64 problems with 105 splits each: two keys give the same 64 splits with prob ~105^-64.
+  # Problem 0 alone has 105 splits: two keys agree on it with prob 1/105, on all 12000
+  # problems with prob ~105^-12000.
   assert not np.array_equal(a1, a2)
 
 
@@ -433,13 +436,10 @@ def test_bootstrap_distribution_equals_reference_over_all_group_draws(
   n, idx = int(v.sum()), np.flatnonzero(v)
   subsets = list(itertools.combinations(range(n), k))
   draws = list(itertools.product(subsets, repeat=num_groups))
-  want = {}
-  for draw in draws:
-    adv = np.zeros(len(r))
-    adv[idx] = reference.passk_bootstrap(r[v].astype(np.float64), k, _FixedRng(draw),
-                                         num_groups=num_groups, reduce=reduce)
-    key = _outcome(adv, v)
-    want[key] = want.get(key, 0) + 1 / len(draws)
+  want = np.zeros((len(draws), len(r)))
+  for i, draw in enumerate(draws):
+    want[i, idx] = reference.passk_bootstrap(r[v].astype(np.float64), k, _FixedRng(draw),
+                                             num_groups=num_groups, reduce=reduce)
   adv, _ = advantages.compute("passk_bootstrap", np.tile(r, (rows, 1)), np.tile(v, (rows, 1)),
                               k=k, num_groups=num_groups, reduce=reduce, key=jax.random.key(3))
-  _check_frequencies(np.asarray(adv), np.tile(v, (rows, 1)), want)
+  _check_frequencies(np.asarray(adv, np.float64), want)
