@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rlvr_jax import advantages
-from rlvr_jax.advantages import passk_sampling
+from rlvr_jax.advantages import passk_sampling, reference
 
 
 def _enumerated_groups_adv(N, k, c):
@@ -262,3 +262,184 @@ def test_full_sampling_random_order_is_uniform():
   assert len(counts) == math.factorial(6)
   se = math.sqrt(rows * p * (1 - p))
   assert np.max(np.abs(counts - rows * p)) < 5 * se, (counts.min(), counts.max())
+
+
+class _FixedRng:
+  """Stands in for the NumPy Generator of `reference.passk_full` / `passk_bootstrap`.
+
+  Hands out given permutations / groups in order, so the reference computes its
+  advantage for one chosen random draw.
+  """
+
+  def __init__(self, draws):
+    self.draws = list(draws)
+
+  def permutation(self, n):
+    perm = np.asarray(self.draws.pop(0))
+    assert sorted(perm.tolist()) == list(range(n))
+    return perm
+
+  def choice(self, n, k, replace=True):
+    assert not replace
+    group = np.asarray(self.draws.pop(0))
+    assert len(set(group.tolist())) == k and group.max() < n
+    return group
+
+
+def _check_frequencies(got_BxD, draws_MxD):
+  """The rows of got_BxD (an estimator's outcomes) against the M equally likely reference
+  outcomes draws_MxD of one random draw each: every row must match one distinct reference
+  outcome (to 1e-5; distinct outcomes differ by far more in these cases, which the test
+  checks), and each outcome must come up with its exact probability (its count within 5
+  binomial standard errors)."""
+  # Distinct reference outcomes (float64: equal ones agree to ~1e-15, far inside 1e-8).
+  reps_ExD, draws_E = np.unique(np.round(draws_MxD, 8), axis=0, return_counts=True)
+  probs_E = draws_E / len(draws_MxD)
+  gaps_ExE = np.max(np.abs(reps_ExD[:, None, :] - reps_ExD[None, :, :]), axis=-1)
+  assert np.all(gaps_ExE[~np.eye(len(reps_ExD), dtype=bool)] > 1e-3)
+  uniq_UxD, counts_U = np.unique(got_BxD, axis=0, return_counts=True)
+  dist_UxE = np.max(np.abs(uniq_UxD[:, None, :] - reps_ExD[None, :, :]), axis=-1)
+  match_U = np.argmin(dist_UxE, axis=1)
+  assert np.all(dist_UxE[np.arange(len(uniq_UxD)), match_U] < 1e-5), uniq_UxD[
+      dist_UxE.min(axis=1) >= 1e-5][:3]
+  rows = len(got_BxD)
+  count_E = np.bincount(match_U, weights=counts_U, minlength=len(reps_ExD))
+  for rep, p, count in zip(reps_ExD, probs_E, count_E):
+    se = math.sqrt(rows * p * (1 - p))
+    assert abs(count - rows * p) < 5 * se, (rep, count, rows * p)
+
+
+# (rewards, valid, k): one problem each, its row repeated FULL_ROWS times in one call. All
+# are 7 wide, so the estimator compiles once a k (here and in the key test below).
+FULL_ROWS = 12000
+FULL_CASES = [
+    # 5 valid of 7 (columns 2 and 6 padding, garbage rewards): 2 pairs and 1 left over, 15
+    # equally likely splits, distinct rewards so that every split has its own advantages.
+    ([0.1, 0.7, np.nan, 0.3, 0.9, 0.5, 4.0], [1, 1, 0, 1, 1, 1, 0], 2),
+    # Binary with ties, 6 valid: the two correct rollouts share a group (prob 2/5: adv +-1)
+    # or not (both groups reward 1: all 0).
+    ([1, 1, 0, 0, 0, 0, 1], [1] * 6 + [0], 3),
+    # 7 valid, k = 3: 70 splits into two triples and a left-over.
+    ([0.2, -1.0, 0.5, 3.0, 0.0, 1.5, 0.8], [1] * 7, 3),
+]
+
+
+@pytest.mark.parametrize("rewards,valid,k", FULL_CASES)
+def test_full_sampling_distribution_equals_reference_over_all_permutations(rewards, valid, k):
+  # Brute force: every permutation of the valid rollouts, through reference.passk_full,
+  # gives the exact distribution of (advantages, loss mask). Each of the estimator's rows
+  # must be one of those outcomes, and each outcome must come up with its exact
+  # probability (counts within 5 binomial standard errors over `rows` draws).
+  r = np.array(rewards, np.float32)
+  v = np.array(valid, bool)
+  n = int(v.sum())
+  idx = np.flatnonzero(v)
+  draws = []  # (advantages, loss mask) of each permutation
+  for perm in itertools.permutations(range(n)):
+    adv = np.zeros(len(r))
+    adv[idx] = reference.passk_full(r[v].astype(np.float64), k, _FixedRng([perm]))
+    used = np.zeros(len(r))
+    used[idx[list(perm[:(n // k) * k])]] = 1
+    draws.append(np.concatenate([adv, used]))
+  adv, info = advantages.compute("passk_full", np.tile(r, (FULL_ROWS, 1)),
+                                 np.tile(v, (FULL_ROWS, 1)), k=k, key=jax.random.key(17))
+  _check_frequencies(np.concatenate([adv, info["loss_mask_BxN"]], axis=1, dtype=np.float64),
+                     np.stack(draws))
+
+
+# N = 10 takes the pairwise-rank path, N = 80 the sort path (PAIRWISE_MAX_N = 64).
+@pytest.mark.parametrize("N", [10, 80])
+def test_full_sampling_equals_reference_for_the_split_it_made(N):
+  # With distinct rewards, distinct groups have distinct maxima and so distinct
+  # advantages: the rollouts sharing an advantage value are exactly one group, which
+  # recovers the split. It must hold n // k groups of exactly k valid rollouts, the
+  # n mod k others out of the loss with advantage 0, and its advantages must be the
+  # reference's (GRPO over the group maxima, reference.grpo) for that split.
+  k = 3
+  rng = np.random.default_rng(5)
+  B = 32  # the shapes of test_full_sampling_groups_and_leftovers: one compilation
+  r = np.stack([rng.permutation(N) / N - 0.5 for _ in range(B)]).astype(np.float32)
+  v = np.ones((B, N), bool)
+  for b in range(B):
+    v[b, rng.choice(N, size=b % 5, replace=False)] = False  # 0..4 padding rollouts
+  v[-1, 2:] = False  # 2 valid < k: no group at all
+  r[~v] = np.nan
+  adv, info = advantages.compute("passk_full", r, v, k=k, key=jax.random.key(1))
+  adv, used = np.asarray(adv, np.float64), np.asarray(info["loss_mask_BxN"])
+  for b in range(B):
+    n = int(v[b].sum())
+    assert np.all(adv[b][~used[b]] == 0)
+    assert not np.any(used[b] & ~v[b]) and used[b].sum() == (n // k) * k
+    values, members = np.unique(adv[b][used[b]], return_inverse=True)
+    cols = np.flatnonzero(used[b])
+    groups = [cols[members == g] for g in range(len(values))]
+    assert len(groups) == n // k and all(len(g) == k for g in groups), (b, adv[b])
+    if groups:
+      want = reference.grpo(np.array([r[b, g].max() for g in groups], np.float64))
+      np.testing.assert_allclose(values, want, rtol=1e-5, atol=1e-6)
+
+
+def test_full_sampling_split_is_uniform_on_the_sort_path():
+  # N = 80 > PAIRWISE_MAX_N (the brute-force test above covers the pairwise path). Over
+  # many problems with the same 78 valid rollouts, k = 4 (19 groups, 2 left over), two
+  # valid rollouts share a group with probability g k (k - 1) / (n (n - 1)) (of the
+  # n (n - 1) ordered position pairs, g k (k - 1) lie in one group), and one is left
+  # over with probability (n - g k) / n. Co-grouping is read off equal advantages of
+  # distinct rewards, as above. Every frequency must be within 5 standard errors.
+  N, k, rows = 80, 4, 3000
+  v = np.ones((rows, N), bool)
+  v[:, [7, 50]] = False
+  r = np.tile((np.arange(N) / N).astype(np.float32), (rows, 1))
+  adv, info = advantages.compute("passk_full", r, v, k=k, key=jax.random.key(2))
+  adv, used = np.asarray(adv), np.asarray(info["loss_mask_BxN"])
+  cols = np.flatnonzero(v[0])
+  n, g = len(cols), len(cols) // k
+  a, u = adv[:, cols], used[:, cols]
+  same = (a[:, :, None] == a[:, None, :]) & u[:, :, None] & u[:, None, :]
+  freq = same.mean(0)[~np.eye(n, dtype=bool)]
+  p = g * k * (k - 1) / (n * (n - 1))
+  assert np.max(np.abs(freq - p)) < 5 * math.sqrt(p * (1 - p) / rows), (freq.min(), freq.max())
+  left = (~u).mean(0)
+  q = (n - g * k) / n
+  assert np.max(np.abs(left - q)) < 5 * math.sqrt(q * (1 - q) / rows), (left.min(), left.max())
+
+
+def test_full_sampling_split_depends_on_the_key():
+  r = np.tile((np.arange(7) / 7).astype(np.float32), (FULL_ROWS, 1))
+  a1 = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(0))[0])
+  a1_again = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(0))[0])
+  a2 = np.asarray(advantages.compute("passk_full", r, k=2, key=jax.random.key(1))[0])
+  np.testing.assert_array_equal(a1, a1_again)
+  # Problem 0 alone has 105 splits: two keys agree on it with prob 1/105, on all 12000
+  # problems with prob ~105^-12000.
+  assert not np.array_equal(a1, a2)
+
+
+# (rewards, valid, k, num_groups, reduce, rows); k = 17 > FLOYD_MAX_K takes the top_k path.
+BOOTSTRAP_CASES = [
+    ([0.3, -1.0, 2.0, np.nan, 0.9], [1, 1, 1, 0, 1], 2, 2, "sum", 7200),  # 36 draws
+    ([0.3, -1.0, 2.0, np.nan, 0.9], [1, 1, 1, 0, 1], 2, 2, "mean", 7200),
+    ([1, 0, 0, 1, 0, 0], [1] * 6, 3, 2, "mean", 8000),  # binary, ties: 400 draws
+    (np.arange(19) / 19 - 0.3, [1] * 9 + [0] + [1] * 9, 17, 2, "sum", 16000),  # 18^2 draws
+]
+
+
+@pytest.mark.parametrize("rewards,valid,k,num_groups,reduce,rows", BOOTSTRAP_CASES)
+def test_bootstrap_distribution_equals_reference_over_all_group_draws(
+    rewards, valid, k, num_groups, reduce, rows):
+  # Brute force: every sequence of num_groups k-subsets of the valid rollouts, through
+  # reference.passk_bootstrap, gives the exact distribution of the advantages (each
+  # sequence has probability C(n, k)^-num_groups). Every row of the estimator must be one
+  # of those outcomes, each with its exact frequency (within 5 binomial standard errors).
+  r = np.array(rewards, np.float32)
+  v = np.array(valid, bool)
+  n, idx = int(v.sum()), np.flatnonzero(v)
+  subsets = list(itertools.combinations(range(n), k))
+  draws = list(itertools.product(subsets, repeat=num_groups))
+  want = np.zeros((len(draws), len(r)))
+  for i, draw in enumerate(draws):
+    want[i, idx] = reference.passk_bootstrap(r[v].astype(np.float64), k, _FixedRng(draw),
+                                             num_groups=num_groups, reduce=reduce)
+  adv, _ = advantages.compute("passk_bootstrap", np.tile(r, (rows, 1)), np.tile(v, (rows, 1)),
+                              k=k, num_groups=num_groups, reduce=reduce, key=jax.random.key(3))
+  _check_frequencies(np.asarray(adv, np.float64), want)

@@ -88,3 +88,20 @@ def test_answer_key_and_prompts():
   assert TASK.answer_key("<answer>   </answer>") is None
   assert TASK.prompt_text(EX) == "numbers: 3 3 8 8\ntarget: 24\nexpression:"
   assert "[3, 3, 8, 8]" in TASK.messages(EX)[0]["content"]
+
+
+def test_length_bound_is_inclusive_on_every_path():
+  # "At most MAX_CHARS characters": an answer of exactly MAX_CHARS (here 3 * 8 spaced
+  # out) scores 1 and one character more scores 0, bare, tagged, boxed and with the
+  # '= target' suffix (which counts toward the length).
+  n = countdown.MAX_CHARS
+  for suffix in ("", " = 24"):
+    fits = "3" + " " * (n - 4 - len(suffix)) + "* 8" + suffix
+    over = "3" + " " * (n - 3 - len(suffix)) + "* 8" + suffix
+    assert len(fits) == n and len(over) == n + 1
+    for form in ("{}", "<answer>{}</answer>", "\\boxed{{{}}}"):
+      assert TASK.verify(form.format(fits), EX) == 1.0, (form, suffix)
+      assert TASK.verify(form.format(over), EX) == 0.0, (form, suffix)
+  assert countdown.evaluate("3" + " " * (n - 4) + "* 8")[0] == 24
+  with pytest.raises(ValueError, match="longer than"):
+    countdown.evaluate("3" + " " * (n - 3) + "* 8")

@@ -183,3 +183,89 @@ def test_short_and_long_walks_agree_with_reference():
           assert maze.walk_score(moves, ex["grid"]) == expected
           checked[expected] += 1
   assert checked[0.0] > 100 and checked[1.0] > 100
+
+
+# Hand-made 7x7 maze with a free cell on every border: (0,1) top, (6,1) bottom, (1,0)
+# left, (1,6) right. Stepping off the top at column 1 or off the left at row 1 lands,
+# if negative indices wrapped around, on the free cells (6,1) / (1,6): a verifier that
+# forgot the lower bound would see free cells there. S=(1,1), E=(5,5); the wall (5,4)
+# separates E from the bottom row's left part.
+BORDER_GRID = "\n".join([
+    "*.*****",
+    ".S.....",
+    "*.***.*",
+    "*.*...*",
+    "*.*.*.*",
+    "*...*E*",
+    "*.*****",
+])
+BORDER_SOLUTION = "RRRRDDDD"  # along row 1 to (1,5), down column 5 to E
+
+# (bad walk part, its repaired twin). Each bad part starts at S; "loop" parts return to S
+# when repaired, so they go before the solution; "final" parts are the walk's ending.
+LOOPS = [
+    ("DDDDRRRLLLUUUU", "DDDDRRLLUUUU"),    # third R enters the wall (5,4), then back to S
+    ("UUDD", "UD"),                        # off the top: (-1,1), which wraps to (6,1)
+    ("LLRR", "LR"),                        # off the left: (1,-1), which wraps to (1,6)
+    ("DDDDDDUUUUUU", "DDDDDUUUUU"),        # off the bottom: (7,1)
+    ("RRRRRRLLLLLL", "RRRRRLLLLL"),        # off the right: (1,7)
+]
+FINALS = [
+    ("DDDDRRRR", BORDER_SOLUTION),         # through the wall (5,4) and onto E
+    ("RRRRDDD", BORDER_SOLUTION),          # stops on (4,5), one short of E
+    ("RRRRDDDDU", BORDER_SOLUTION + "UD"),  # reaches E, then leaves it for (4,5)
+    ("", BORDER_SOLUTION),                 # stops on S
+]
+
+
+def _long_walks(length):
+  """(bad, repaired) walks of `length` or `length` + 1 moves, bad step at the start, middle, end.
+
+  A back-and-forth "RL" next to S pads each walk; walks from S to E have even length.
+  """
+  def pad(m):
+    return "RL" * max((m + 1) // 2, 0)
+
+  out = []
+  for bad, good in LOOPS:
+    room = length - len(bad) - len(BORDER_SOLUTION)
+    for before in (0, room // 4 * 2, room // 2 * 2):  # the bad part first, in the middle, last
+      out.append(tuple(pad(before) + part + pad(length - len(BORDER_SOLUTION) - before - len(part))
+                       + BORDER_SOLUTION for part in (bad, good)))
+  for bad, good in FINALS:
+    out.append(tuple(pad(length - len(part)) + part for part in (bad, good)))
+  return out
+
+
+@pytest.mark.parametrize("length", [200, 254, 256, 257, 1000, 100_000])
+def test_walks_through_walls_off_the_grid_or_ending_off_e_score_0_at_any_length(length):
+  # walk_score takes a Python loop below 256 moves (lengths 200, 254: walks of at most 255)
+  # and numpy from 256 on (the other lengths: walks of at least 256); every response
+  # form (bare, tags, boxed, lower case with separators) reaches the walk with the same
+  # moves. A bad walk must score 0 on every path and its repaired twin 1 (so each bad
+  # walk is a near-miss of the right length, not trivially wrong).
+  ex = {"grid": BORDER_GRID, "size": 7, "solution": BORDER_SOLUTION}
+  assert maze.shortest_path(maze.parse_grid(BORDER_GRID)) == BORDER_SOLUTION
+  forms = [lambda m: m, lambda m: f"So: <answer> {m} </answer>", lambda m: f"\\boxed{{{m}}}",
+           lambda m: "<answer>" + " ".join(m.lower()) + "</answer>"]
+  walks = _long_walks(length)
+  for bad, good in walks:
+    assert len(bad) in (length, length + 1) and len(good) in (length, length + 1)
+    assert maze.walk_score(bad, BORDER_GRID) == 0.0, (len(bad), bad[:12], bad[-16:])
+    assert maze.walk_score(good, BORDER_GRID) == 1.0, (len(good), good[:12], good[-16:])
+    if length <= 1000:
+      for form in forms:
+        assert TASK.verify(form(bad), ex) == 0.0, (len(bad), bad[-16:])
+        assert TASK.verify(form(good), ex) == 1.0, (len(good), good[-16:])
+
+
+@pytest.mark.parametrize("pad", ["", "RL" * 150])  # short and long walk
+def test_moves_are_read_after_upper_casing(pad):
+  # PAPERS.md: upper-case the answer, then walk its L/R/U/D. Upper-casing can turn a
+  # non-ASCII character into move letters: the ligatures '\ufb02' -> 'FL' and
+  # '\ufb04' -> 'FFL' end the walk with an L, here the step from (5,6) back onto E.
+  for tail in ("\ufb02", "\ufb04"):
+    assert tail.upper().endswith("L")
+    assert TASK.verify(f"<answer>{pad}DDDDRRRRR{tail}</answer>", EX) == 1.0
+    assert maze.extract_moves(f"{pad}ddddrrrrr{tail}") == pad + "DDDDRRRRRL"
+  assert TASK.verify(f"<answer>{pad}DDDDRRRRR</answer>", EX) == 0.0  # without it: on (5,6)

@@ -90,3 +90,29 @@ def test_answer_diversity():
   assert wrong.tolist() == [4, 0]
   with pytest.raises(ValueError, match="rows"):
     metrics.answer_diversity(answers[:1], rewards, valid)
+
+
+# Every way an (n, c, k) entry can break 0 <= c <= n, 1 <= k <= n.
+BAD_NCK = [(4, -1, 1), (4, 5, 1), (4, 5, 5), (4, 2, 0), (4, 2, -1), (4, 2, 5), (4, 0, 5),
+           (4, 4, 5), (4, 1, 5), (0, 0, 1), (3, 3, 4)]
+
+
+def test_pass_at_k_bad_entries_are_nan_under_jit_and_errors_outside():
+  # The docstring's contract: concrete bad input raises ValueError; under jit each bad
+  # entry is NaN (so it cannot pass silently) and the good entries of the same call keep
+  # their exact value 1 - C(n - c, k) / C(n, k).
+  good = [(4, 1, 2), (4, 4, 4), (4, 0, 4), (8, 3, 6), (1, 1, 1)]
+  triples = np.array(BAD_NCK + good, np.float32)
+  f = jax.jit(lambda n, c, k: metrics.pass_at_k(n, c, k, max_c=8))
+  got = np.asarray(f(*triples.T))
+  assert np.all(np.isnan(got[:len(BAD_NCK)])), got[:len(BAD_NCK)]
+  want = [1 - math.comb(n - c, k) / math.comb(n, k) for n, c, k in good]
+  np.testing.assert_allclose(got[len(BAD_NCK):], want, rtol=1e-6)
+  for n, c, k in BAD_NCK:
+    # One bad entry alone, and hidden among good ones, is NaN under jit ...
+    assert np.isnan(float(f(np.float32(n), np.float32(c), np.float32(k)))), (n, c, k)
+    # ... and a ValueError outside jit, alone or in a batch.
+    with pytest.raises(ValueError, match="pass_at_k needs"):
+      metrics.pass_at_k(n, c, k)
+    with pytest.raises(ValueError, match="pass_at_k needs"):
+      metrics.pass_at_k(np.array([8, n]), np.array([1, c]), np.array([2, k]))
