@@ -113,3 +113,35 @@ def test_kl_term_is_zero_at_the_reference_and_pulls_towards_it():
 def test_bad_loss_options_are_clear_errors(kw, match):
   with pytest.raises(ValueError, match=match):
     _loss_and_grad([[0.0]], [[0.0]], [1.0], **kw)
+
+
+@pytest.mark.parametrize("agg", loss_lib.AGGREGATIONS)
+def test_sequence_ratio_and_tis_ignore_garbage_at_masked_positions_and_empty_rows(agg):
+  # NaN / inf / huge values where the mask is 0 (and in an empty row) must change neither the
+  # value nor the gradient: the same batch with benign values there gives the same numbers.
+  rng = np.random.default_rng(2)
+  R, T = 5, 6
+  logp = -rng.uniform(0.1, 3.0, (R, T))
+  old = logp + rng.normal(0.0, 0.4, (R, T))
+  q = old + rng.normal(0.0, 0.6, (R, T))
+  adv = rng.normal(0.0, 1.0, R)
+  mask = np.arange(T)[None] < np.array([6, 2, 0, 4, 1])[:, None]
+  garbage = np.resize(np.array([np.nan, np.inf, -np.inf, 1e30, -1e30]), (R, T))
+  dirty = lambda x: jnp.asarray(np.where(mask, x, garbage), jnp.float32)
+  clean = lambda x: jnp.asarray(np.where(mask, x, 0.0), jnp.float32)
+  adv_dirty = adv.copy()
+  adv_dirty[2] = np.nan  # the empty row's advantage
+  kw = dict(ratio="sequence", tis_cap=2.0, agg=agg)
+  out = {}
+  for name, fill, a in (("dirty", dirty, adv_dirty), ("clean", clean, adv)):
+    f = lambda lp: loss_lib.policy_loss(lp, fill(old), jnp.asarray(a, jnp.float32),
+                                        jnp.asarray(mask, jnp.float32),
+                                        sampling_logp_RxT=fill(q), **kw)
+    (value, m), g = jax.value_and_grad(f, has_aux=True)(fill(logp))
+    out[name] = (float(value), {k: float(v) for k, v in m.items()}, np.asarray(g))
+  (v_d, m_d, g_d), (v_c, m_c, g_c) = out["dirty"], out["clean"]
+  assert np.isfinite(v_d) and np.all(np.isfinite(g_d)) and np.all(g_d[~mask] == 0)
+  np.testing.assert_allclose(v_d, v_c, rtol=1e-6)
+  np.testing.assert_allclose(g_d, g_c, rtol=1e-6, atol=1e-9)
+  assert m_d == pytest.approx(m_c, rel=1e-6)
+  assert 0 < m_c["tis_capped_frac"] < 1  # the cap acted on some tokens, not all
