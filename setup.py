@@ -25,6 +25,7 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6",
     "matplotlib>=3.8",
     "tqdm>=4.66",
+    "scipy>=1.12",  # Welch tests and intervals in the experiment summaries
 ]
 
 EXTRAS_REQUIRE = {
@@ -33,7 +34,6 @@ EXTRAS_REQUIRE = {
         "pytest-xdist>=3.5",
         "hypothesis>=6.100",
         "chex>=0.1.88",
-        "scipy>=1.12",
         "nbclient>=0.10",
         "ipykernel>=6.29",
         "jupytext>=1.16",

@@ -2,8 +2,10 @@
 
 import csv
 import importlib.util
+import math
 import os
 
+import numpy as np
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -46,8 +48,16 @@ def test_rows_table_and_plot(tmp_path):
   lines = table.splitlines()
   assert lines[0].startswith("| policy | seeds | size5 pass@1")
   assert len(lines) == 4  # header, rule, warm start, grpo (passk_full has no rows)
-  # size5 pass@1 over seeds 0.6, 0.8: mean 70.0, population std 10.0.
-  assert "| grpo (step 3) | 2 | 70.0 ± 10.0 | 100.0 ± 0.0 |" in lines[3]
+  # size5 pass@1 over seeds 0.6, 0.8: mean 70.0, sample std sqrt(2 * 0.1^2 / 1) = 14.1.
+  assert "| grpo (step 3) | 2 | 70.0 ± 14.1 | 100.0 ± 0.0 |" in lines[3]
+  # Welch's test on hand-made seeds: a = (1, 2, 3), b = (4, 6, 8): diff -4, variances of the
+  # means 1/3 and 4/3, se = sqrt(5/3), t = -4 / se, df = (5/3)^2 / ((1/3)^2 / 2 + (4/3)^2 / 2)
+  # = 50/17. Two-sided p = I_{df / (df + t^2)}(df / 2, 1 / 2), integrated here numerically.
+  d, lo, hi, p = run.welch(np.array([1.0, 2.0, 3.0]), np.array([4.0, 6.0, 8.0]))
+  se, df = np.sqrt(5 / 3), 50 / 17
+  assert d == -4.0 and hi - d == pytest.approx(d - lo)
+  assert p == pytest.approx(_t_two_sided(4 / se, df), abs=1e-5)
+  assert _t_two_sided((hi - d) / se, df) == pytest.approx(0.05, abs=1e-5)  # a 95% interval
   path = tmp_path / "r.csv"
   run.write_csv(rows, str(path))
   with open(path) as f:
@@ -55,6 +65,15 @@ def test_rows_table_and_plot(tmp_path):
   assert len(back) == len(rows) and float(back[-1]["pass@8"]) == pytest.approx(rows[-1]["pass@8"])
   run.plot_curves(rows, ["grpo"], str(tmp_path / "c.png"))
   assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def _t_two_sided(t: float, df: float) -> float:
+  """P(|T| > t) for Student's t with df degrees of freedom, by the regularized incomplete beta
+  function I_x(df/2, 1/2) at x = df / (df + t^2), integrated with the midpoint rule."""
+  x, a, b = df / (df + t * t), df / 2, 0.5
+  u = (np.arange(2_000_000) + 0.5) / 2_000_000 * x
+  log_beta = math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+  return float(np.sum(u ** (a - 1) * (1 - u) ** (b - 1)) * x / 2_000_000 / math.exp(log_beta))
 
 
 def test_bad_args():

@@ -8,7 +8,7 @@ One supervised warm start (configs/maze_tiny.py), then from that same checkpoint
 one RL run per (estimator, seed), all with the same number of steps; pass@1..8 on
 each test maze size is evaluated once for the warm start (step 0 of every curve) and
 in every run each `--eval_every` steps and at the end. Writes under --outdir:
-`results.csv` (every eval point), `summary.md` (final-step table, mean +- std over
+`results.csv` (every eval point), `summary.md` (final-step table, mean +- sample std over
 seeds), `curves.png`, and one workdir per run.
 A finished run (final eval present) is skipped on re-launch; a cut-off one resumes.
 """
@@ -119,7 +119,8 @@ def write_csv(rows: Sequence[dict], path: str) -> None:
 
 
 def summary_table(rows: Sequence[dict], estimators: Sequence[str], final_step: int) -> str:
-  """Markdown: warm start, then each estimator at `final_step`, mean +- std over seeds."""
+  """Markdown: warm start, then each estimator at `final_step`, mean +- sample std (ddof 1)
+  over seeds."""
   sets = sorted({r["set"] for r in rows}, key=lambda s: (s == "mean", len(s), s))
   head = "| policy | seeds | " + " | ".join(f"{s} pass@1 | {s} pass@8" for s in sets) + " |"
   lines = [head, "|" + "---|" * (2 + 2 * len(sets))]
@@ -129,7 +130,11 @@ def summary_table(rows: Sequence[dict], estimators: Sequence[str], final_step: i
     for s in sets:
       for k in (1, 8):
         v = np.array([r[f"pass@{k}"] for r in sel if r["set"] == s])
-        cells.append(f"{100 * v.mean():.1f} ± {100 * v.std():.1f}" if len(v) else "-")
+        if not len(v):
+          cells.append("-")
+        else:  # one run (the warm start) has no spread to show
+          cells.append(f"{100 * v.mean():.1f}" + (f" ± {100 * v.std(ddof=1):.1f}" if len(v) > 1
+                                                  else ""))
     seeds = len({r["seed"] for r in sel})
     return f"| {name} | {seeds} | " + " | ".join(cells) + " |"
 
@@ -138,6 +143,38 @@ def summary_table(rows: Sequence[dict], estimators: Sequence[str], final_step: i
     sel = [r for r in rows if r["estimator"] == e and r["step"] == final_step]
     if sel:
       lines.append(line(f"{e} (step {final_step})", sel))
+  return "\n".join(lines)
+
+
+def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+  """(mean(a) - mean(b), 95% interval low, high, two-sided p) of Welch's unequal-variance t-test."""
+  from scipy import stats
+  va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+  diff = float(a.mean() - b.mean())
+  if va + vb == 0:
+    return diff, diff, diff, float(diff == 0) if diff == 0 else 0.0
+  df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+  half = float(stats.t.ppf(0.975, df) * np.sqrt(va + vb))
+  p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+  return diff, diff - half, diff + half, p
+
+
+def comparison_table(rows: Sequence[dict], estimators: Sequence[str], final_step: int,
+                     baseline: str = "grpo") -> str:
+  """Markdown: each estimator against `baseline` on the mean over sets at `final_step`:
+  difference of the seed means, its 95% Welch interval and p, for pass@1 and pass@8."""
+  final = lambda e, k: np.array([r[f"pass@{k}"] for r in rows if r["estimator"] == e
+                                 and r["step"] == final_step and r["set"] == "mean"])
+  lines = [f"| vs {baseline} | seeds | pass@1 diff [95% CI] | p | pass@8 diff [95% CI] | p |",
+           "|---|---|---|---|---|---|"]
+  for e in estimators:
+    if e == baseline or len(final(e, 1)) < 2 or len(final(baseline, 1)) < 2:
+      continue
+    cells = []
+    for k in (1, 8):
+      d, lo, hi, p = welch(final(e, k), final(baseline, k))
+      cells += [f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]", f"{p:.2f}"]
+    lines.append(f"| {e} | {len(final(e, 1))} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
@@ -234,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> str:
           f"(CPU {time.process_time() / 60:.1f} min), ETA {eta / 60:.1f} min", flush=True)
   write_csv(rows, os.path.join(args.outdir, "results.csv"))
   table = summary_table(rows, args.estimators, args.steps)
+  table += "\n\n" + comparison_table(rows, args.estimators, args.steps)
   with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"steps={args.steps} seeds={args.seeds} k={args.k} batch_prompts={args.batch_prompts} "
             f"total time {(time.time() - t0) / 60:.1f} min, process CPU time "
