@@ -33,7 +33,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rlvr_jax.tasks import countdown, maze
+from rlvr_jax.tasks import countdown, math_task, maze
 
 # TFDS derives a builder's source path through the optional `importlib_resources`
 # package for builders inside packages; giving it directly avoids that dependency.
@@ -163,42 +163,10 @@ class RlvrMath(_TaskBuilder):
 
   def _split_rows(self) -> dict[str, list[dict]]:
     c = self.builder_config
-    rows = {"train": read_math_jsonl(c.train_file)}
+    rows = {"train": math_task.load_jsonl(c.train_file)}
     for name, path in json.loads(c.eval_files_json):
-      rows[name] = read_math_jsonl(path)
+      rows[name] = math_task.load_jsonl(path)
     return rows
-
-
-def read_math_jsonl(path: str) -> list[dict]:
-  """{'problem', 'answer'} of each line of a jsonl file (other fields are dropped).
-
-  Answers may be JSON strings or numbers (AIME exports give ints); anything else,
-  a blank problem or answer, a line that is not a JSON object, or a file
-  without rows is a ValueError naming the file and line.
-  """
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{path}:{lineno}: a line must be a JSON object, got {type(row).__name__}")
-      for field in ("problem", "answer"):
-        value = row.get(field)
-        if field not in row:
-          raise ValueError(f"{path}:{lineno}: no {field!r} field (has {sorted(row)})")
-        # bool is an int to Python; an answer of `true` is a broken export, not a number.
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
-          raise ValueError(f"{path}:{lineno}: {field!r} must be a non-empty string or number, "
-                           f"got {value!r:.80}")
-      rows.append({"problem": str(row["problem"]), "answer": str(row["answer"])})
-  if not rows:
-    raise ValueError(f"{path}: no examples")
-  return rows
 
 
 def _file_digest(path: str, key: str) -> str:
@@ -244,7 +212,7 @@ def for_task(task_name: str, data_cfg: ml_collections.ConfigDict, data_dir: str
   evals = eval_files(data_cfg.get("eval_files", ""))
   if task_name == "math":
     train_file = os.path.abspath(os.path.expanduser(train_file)) if train_file else ""
-    content = {"code": _code_digest(), "train": _file_digest(train_file, "data.train_file"),
+    content = {"code": _code_digest(math_task), "train": _file_digest(train_file, "data.train_file"),
                "eval": [(name, _file_digest(path, f"data.eval_files[{name!r}]"))
                         for name, path in evals]}
     config = MathConfig(name=_digest(content), train_file=train_file,

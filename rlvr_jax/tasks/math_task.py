@@ -45,7 +45,12 @@ def equivalent(pred: str, gold: str) -> bool:
 
 
 def load_jsonl(path: str | os.PathLike) -> list[dict]:
-  """Examples of a jsonl file whose lines hold string-able `problem` and `answer` fields."""
+  """{'problem', 'answer'} of each line of a jsonl file (other fields are dropped).
+
+  Answers may be JSON strings or numbers (AIME exports give ints); anything else,
+  a blank problem or answer, a line that is not a JSON object, or a file
+  without rows is a ValueError naming the file and line.
+  """
   rows = []
   with open(path, encoding="utf-8") as f:
     for lineno, line in enumerate(f, 1):
@@ -54,9 +59,17 @@ def load_jsonl(path: str | os.PathLike) -> list[dict]:
       try:
         row = json.loads(line)
       except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: not JSON ({e})") from None
-      if not isinstance(row, dict) or "problem" not in row or "answer" not in row:
-        raise ValueError(f"{path}:{lineno}: needs 'problem' and 'answer' fields")
+        raise ValueError(f"{path}:{lineno}: not a JSON line ({e})") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{lineno}: a line must be a JSON object, got {type(row).__name__}")
+      for field in ("problem", "answer"):
+        value = row.get(field)
+        if field not in row:
+          raise ValueError(f"{path}:{lineno}: no {field!r} field (has {sorted(row)})")
+        # bool is an int to Python; an answer of `true` is a broken export, not a number.
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or not str(value).strip():
+          raise ValueError(f"{path}:{lineno}: {field!r} must be a non-empty string or number, "
+                           f"got {value!r:.80}")
       rows.append({"problem": str(row["problem"]), "answer": str(row["answer"])})
   if not rows:
     raise ValueError(f"{path}: no examples")
