@@ -72,13 +72,13 @@ class Rollouts:
 def concat(parts: Sequence[Rollouts]) -> Rollouts:
   """The problems of `parts`, one after the other (prompts re-padded to one width)."""
   width = max(p.prompt_BxP.shape[1] for p in parts)
-  pad = lambda x, value: np.pad(x, ((0, 0), (width - x.shape[1], 0)), constant_values=value)
+  pad = lambda x: np.pad(x, ((0, 0), (width - x.shape[1], 0)))
   fields = {}
   for f in dataclasses.fields(Rollouts):
     vals = [getattr(p, f.name) for p in parts]
     if f.name in ("prompt_BxP", "prompt_mask_BxP"):
       # Left padding with mask 0: those columns never reach attention or the loss.
-      vals = [pad(v, 0) for v in vals]
+      vals = [pad(v) for v in vals]
     if isinstance(vals[0], list):
       fields[f.name] = sum(vals, [])
     elif isinstance(vals[0], np.ndarray):

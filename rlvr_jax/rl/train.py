@@ -96,15 +96,15 @@ def model_config(config: ml_collections.ConfigDict) -> models.ModelConfig:
   return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
 
 
-def initial_policy(config: ml_collections.ConfigDict, params: Any, warm: dict, *,
-                   needed: bool) -> Any:
+def initial_policy(config: ml_collections.ConfigDict, params: Any, warm_dir: str,
+                   run_warmstart: Any, *, needed: bool, resuming: bool) -> Any:
   """The policy RL starts from: loaded, warm-started (saved, reused) or as given.
 
-  `warm` holds warmstart.run's arguments. Returns None when a SIGTERM stopped
-  the warm start. With `needed` False (a resumed run without a reference policy)
-  nothing is loaded or run: the checkpoint holds the state.
+  `run_warmstart(params) -> (params, finished)` runs the warm start. Returns None
+  when a SIGTERM stopped it. With `needed` False (a resumed run without a
+  reference policy) nothing is loaded or run: the checkpoint holds the state.
   """
-  ws, warm_dir = config.warmstart, warm["warm_dir"]
+  ws = config.warmstart
   if not needed:
     return params
   if ws.load_dir:
@@ -113,11 +113,9 @@ def initial_policy(config: ml_collections.ConfigDict, params: Any, warm: dict, *
     return params
   if warmstart.saved(warm_dir):  # stopped after the warm start, or resumed: reuse it
     return warmstart.load_params(warm_dir, params)
-  if warm["resuming"]:
+  if resuming:
     raise ValueError(f"resuming with a reference policy needs the warm start in {warm_dir}")
-  params, finished = warmstart.run(params, warm["cfg"], warm["task"], warm["tokenizer"],
-                                   warm["train"], config, warm["mesh"], warm["rows_sh"],
-                                   warm["writer"], warm["stop"])
+  params, finished = run_warmstart(params)
   if not finished:
     return None
   warmstart.save_params(params, warm_dir)
@@ -208,11 +206,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   last: dict[str, float] = {}
   try:
     with sharding.use_mesh(mesh, rules):
-      warm = dict(cfg=cfg, task=task, tokenizer=tokenizer, train=train, mesh=mesh, rows_sh=rows_sh,
-                  writer=writer, stop=stop, resuming=latest is not None,
-                  warm_dir=os.path.join(workdir, "warmstart"))
+      run_warmstart = lambda p: warmstart.run(p, cfg, task, tokenizer, train, config, mesh,
+                                              rows_sh, writer, stop)
       kl = config.loss.kl_coef > 0
-      params = initial_policy(config, params, warm, needed=latest is None or kl)
+      params = initial_policy(config, params, os.path.join(workdir, "warmstart"), run_warmstart,
+                              needed=latest is None or kl, resuming=latest is not None)
       if params is None:
         logging.warning("SIGTERM during the warm start: stopping; it starts over on resume")
         return {}
