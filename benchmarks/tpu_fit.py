@@ -95,6 +95,29 @@ def abstract_batch(rows: int, prompt_len: int, resp_len: int, mesh, rules) -> Tr
                     old_logp_RxT=sds((rows, resp_len), jnp.float32, sh2))
 
 
+def host_row_blocks(mesh, rows: int, rules=None) -> dict:
+  """How a slice's hosts hold the training rows: {'hosts', 'rows_process_major'}.
+
+  A multi-process run (rlvr_jax/multihost.py) has each host feed and read its own rows, so
+  host h's devices must hold one block of consecutive rows, the h-th (what
+  `jax.make_array_from_process_local_data` is given). Checked on the slice's own devices,
+  so a mesh that interleaves hosts along the batch axes is caught before a pod job.
+  """
+  rows_sh = NamedSharding(mesh, sharding.logical_to_spec(("batch",), rules, (rows,), mesh))
+  blocks: dict[int, set] = {}  # host -> the distinct [start, stop) its devices hold
+  for device, idx in rows_sh.devices_indices_map((rows,)).items():
+    start, stop, _ = idx[0].indices(rows)
+    blocks.setdefault(device.process_index, set()).add((start, stop))
+  hosts = sorted(blocks)
+  per_host = rows // len(hosts)
+  ok = rows % len(hosts) == 0
+  for rank, h in enumerate(hosts):
+    held = sorted(blocks[h])
+    contiguous = all(a[1] == b[0] for a, b in zip(held, held[1:]))
+    ok &= contiguous and (held[0][0], held[-1][1]) == (rank * per_host, (rank + 1) * per_host)
+  return {"hosts": len(hosts), "rows_process_major": bool(ok)}
+
+
 def compile_train_step(cfg, mesh, rules, args) -> dict:
   opt_cfg = ml_collections.ConfigDict(dict(lr=1e-6, warmup_steps=10, max_grad_norm=1.0, b1=0.9,
                                            b2=0.999, eps=1e-8, weight_decay=0.01))
@@ -154,7 +177,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
            "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "rows": args.rows,
            "micro": args.micro, "prompt_len": args.prompt_len, "resp_len": args.resp_len,
            "remat": args.remat, "param_dtype": args.param_dtype,
-           "num_params": cfg.num_params()}
+           "num_params": cfg.num_params(), **host_row_blocks(mesh, args.rows)}
   hbm = hbm_bytes(devices[0], args.topology)
   try:
     compiled = compile_train_step(cfg, mesh, None, args)

@@ -27,6 +27,28 @@ def _convert(key: str, text: str, default: Any) -> Any:
   raise TypeError(f"config arg {key!r}: unsupported default type {type(default).__name__}")
 
 
+class UnknownArgError(ValueError):
+  """A config argument the file does not take; `known` lists the ones it does."""
+
+  def __init__(self, message: str, known: tuple[str, ...]):
+    super().__init__(message)
+    self.known = known
+
+
+_PROBE = "__which_args__"
+
+
+def accepted_args(get_config: Any) -> tuple[str, ...]:
+  """The argument names a config file's `get_config(arg)` accepts (it must parse its
+  argument with `parse_arg` before anything else)."""
+  try:
+    get_config(_PROBE)
+  except UnknownArgError as e:
+    return e.known
+  raise ValueError(f"{get_config.__module__}.get_config does not parse its argument with "
+                   "config_utils.parse_arg")
+
+
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   """Parses `arg` ("a=1,b=x,flag") over `defaults`; unknown keys are an error.
 
@@ -44,7 +66,8 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
     key = key.strip()
     if key not in defaults:
       known = ", ".join(sorted(defaults)) or "(none)"
-      raise ValueError(f"unknown config arg {key!r}; known args: {known}")
+      raise UnknownArgError(f"unknown config arg {key!r}; known args: {known}",
+                            tuple(sorted(defaults)))
     if not has_value and not isinstance(defaults[key], bool):
       raise ValueError(f"config arg {key!r} needs a value ({key}=...)")
     try:

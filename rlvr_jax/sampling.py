@@ -24,9 +24,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 
-from rlvr_jax import models, sampling_decode, sharding
+from rlvr_jax import models, multihost, sampling_decode, sharding
 from rlvr_jax.sampling_ops import StepOut, check_controls, sample_step
 
 _MIN_BUCKET = 16
@@ -177,6 +177,20 @@ def _left_padded_lengths(mask_BxP: np.ndarray) -> np.ndarray:
   return lengths_B
 
 
+def _global_prompts(tokens_BxP: np.ndarray, mask_BxP: np.ndarray, mesh: Mesh | None,
+                    rules: Any) -> tuple[jax.Array, jax.Array]:
+  """This process's prompt rows -> the global [B, P] arrays, rows over the batch axes."""
+  if mesh is None:
+    raise ValueError("sampling in a multi-process run needs the mesh")
+  b = tokens_BxP.shape[0] * jax.process_count()
+  spec = sharding.logical_to_spec(("batch", "length"), rules, (b, tokens_BxP.shape[1]), mesh)
+  if spec[0] is None:
+    raise ValueError(f"{b} prompts over {jax.process_count()} processes do not split over the "
+                     f"mesh's batch axes {dict(mesh.shape)}: make the prompt batch a multiple "
+                     "of the data-parallel device count")
+  return multihost.global_rows((tokens_BxP, mask_BxP), NamedSharding(mesh, spec))
+
+
 def sample(params: Any, cfg: models.ModelConfig, prompt_tokens_BxP: Any, prompt_mask_BxP: Any,
            key: jax.Array, *, num_samples: int, max_new_tokens: int, temperature: float = 1.0,
            top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
@@ -189,6 +203,11 @@ def sample(params: Any, cfg: models.ModelConfig, prompt_tokens_BxP: Any, prompt_
   rows are split over its batch axes and heads over 'tensor' (logical rules
   `rules`, default `sharding.DEFAULT_RULES`); params should already be placed
   on it. The same key gives the same tokens on any mesh.
+
+  In a multi-process run each process passes its own prompts (its block of the
+  global batch, equal counts) and gets back global arrays whose rows it reads
+  with `multihost.local_rows`; prompts are bucketed to the longest over all
+  processes, and the global batch must split over the mesh's batch axes.
   """
   check_controls(temperature, top_p, top_k, greedy)
   tokens_BxP = np.asarray(prompt_tokens_BxP)
@@ -207,13 +226,15 @@ def sample(params: Any, cfg: models.ModelConfig, prompt_tokens_BxP: Any, prompt_
   if tokens_BxP.size and (tokens_BxP.min() < 0 or tokens_BxP.max() >= cfg.vocab_size):
     raise ValueError(f"prompt token ids outside [0, {cfg.vocab_size})")
   lengths_B = _left_padded_lengths(mask_BxP)
-  # Drop all-padding columns, then left-pad to the bucket.
-  p = bucket_length(int(lengths_B.max()))
+  # Drop all-padding columns, then left-pad to the bucket (of the longest prompt anywhere).
+  p = bucket_length(multihost.max_over(int(lengths_B.max())))
   keep = min(p, tokens_BxP.shape[1])
   tokens_BxP, mask_BxP = tokens_BxP[:, -keep:], mask_BxP[:, -keep:]
   widths = ((0, 0), (p - keep, 0))
   tokens_BxP = np.pad(tokens_BxP, widths, constant_values=pad_id).astype(np.int32)
   mask_BxP = np.pad(mask_BxP, widths).astype(np.int32)
+  if jax.process_count() > 1:
+    tokens_BxP, mask_BxP = _global_prompts(tokens_BxP, mask_BxP, mesh, rules)
 
   controls = tuple(_controls(temperature, top_p, top_k, greedy).items())
   rules = None if rules is None else tuple((a, tuple(m) if isinstance(m, list) else m)

@@ -72,11 +72,22 @@ def _get(cfg: Any, name: str, default: Any) -> Any:
 
 def make_mesh(mesh_config: Mapping[str, int] | Any,
               devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A ('data', 'fsdp', 'tensor') mesh over `devices` (default: all)."""
+  """A ('data', 'fsdp', 'tensor') mesh over `devices` (default: all).
+
+  JAX orders the devices by the slice's physical topology, which on a TPU pod
+  interleaves the hosts (v5p:2x2x2 lists host 0, 1, 0, 1, ...). Devices of several
+  processes are then regrouped host by host (the physical order kept within a host),
+  so each process's devices hold one block of consecutive batch rows: the layout
+  `multihost` feeds and reads (benchmarks/tpu_fit.py reports it for a slice).
+  """
   devices = list(jax.devices() if devices is None else devices)
   shape = mesh_shape(mesh_config, len(devices))
   auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
-  return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
+  mesh = jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
+  if len({d.process_index for d in devices}) > 1:
+    by_host = sorted(mesh.devices.flat, key=lambda d: d.process_index)  # stable
+    mesh = Mesh(np.array(by_host).reshape(shape), MESH_AXES, axis_types=auto)
+  return mesh
 
 
 def logical_to_spec(axes: Sequence[str | None], rules: Rules | None = None,

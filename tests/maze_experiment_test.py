@@ -91,7 +91,7 @@ def test_experiment_end_to_end_minimal(tmp_path):
                     "--no_progress", f"--cache_dir={tmp_path / 'xla'}"])
   for e in ("grpo", "passk_analytical"):
     assert f"| {e} (step 1) | 1 |" in table
-    assert (out / "runs" / f"{e}_seed0" / "metrics.jsonl").exists()
+    assert (out / "runs" / f"estimator={e},seed=0" / "metrics.jsonl").exists()
   with open(out / "results.csv") as f:
     rows = list(csv.DictReader(f))
   # warm start (step 0) + 2 runs x step 1, each: size5 + mean.

@@ -42,3 +42,32 @@ def test_bad_arguments_are_refused():
                          "--rows=10", "--micro=3"], capture_output=True, text=True, env=env,
                         cwd=ROOT, timeout=600)
   assert proc.returncode != 0 and "not divisible by --micro=3" in proc.stderr
+
+
+def test_multi_host_slice_compiles_with_each_host_holding_its_own_rows():
+  # v5p:2x2x2 is 8 chips on 2 hosts of 4: the layout a 2-process run feeds and reads.
+  out = _run("--preset=tiny", "--topology=v5p:2x2x2", "--mesh=data=-1,fsdp=1,tensor=1",
+             "--rows=16", "--micro=2", "--prompt_len=32", "--resp_len=32", "--remat=none")
+  assert out["chips"] == 8 and out["hosts"] == 2
+  assert out["rows_process_major"] and out["fits"]
+
+
+def test_host_row_check_catches_interleaved_hosts():
+  # jax.make_mesh orders a TPU slice's chips by its physical topology, host 0, 1, 0, 1, ...
+  # along the data axis; sharding.make_mesh regroups them host by host.
+  code = (
+      "import sys; sys.path.insert(0, 'benchmarks'); import tpu_fit, json, jax\n"
+      "from rlvr_jax import sharding\n"
+      "d = tpu_fit.topology_devices('v5p:2x2x2')\n"
+      "physical = jax.make_mesh((8, 1, 1), sharding.MESH_AXES, devices=d)\n"
+      "ours = sharding.make_mesh({'data': -1, 'fsdp': 1, 'tensor': 1}, d)\n"
+      "for mesh in (ours, physical):\n"
+      "  print(json.dumps(tpu_fit.host_row_blocks(mesh, 16)))\n")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TPU_SKIP_MDS_QUERY="1",
+             ALLOW_MULTIPLE_LIBTPU_LOAD="1")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                        cwd=ROOT, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  ours, physical = (json.loads(line) for line in proc.stdout.strip().splitlines()[-2:])
+  assert ours == {"hosts": 2, "rows_process_major": True}
+  assert physical == {"hosts": 2, "rows_process_major": False}

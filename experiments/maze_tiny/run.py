@@ -9,8 +9,9 @@ one RL run per (estimator, seed), all with the same number of steps; pass@1..8 o
 each test maze size is evaluated once for the warm start (step 0 of every curve) and
 in every run each `--eval_every` steps and at the end. Writes under --outdir:
 `results.csv` (every eval point), `summary.md` (final-step table, mean +- sample std over
-seeds), `curves.png`, and one workdir per run.
-A finished run (final eval present) is skipped on re-launch; a cut-off one resumes.
+seeds), `curves.png`, and one workdir per run (`runs/estimator=E,seed=S`).
+The runs go through `rlvr_jax.sweep` (one process a run, a progress bar with ETA): a
+finished run is skipped on re-launch; a cut-off one resumes.
 """
 
 import argparse
@@ -40,30 +41,39 @@ def maze_config(arg: str):
   return mod.get_config(arg)
 
 
-def run_config(args: argparse.Namespace, estimator: str, seed: int, warmstart_dir: str):
-  arg = (f"estimator={estimator},k={args.k},seed={seed},steps={args.steps},"
-         f"batch_prompts={args.batch_prompts}")
+CONFIG = os.path.join(ROOT, "configs", "maze_tiny.py")
+
+
+def sweep_runs(args: argparse.Namespace, warmstart_dir: str) -> list:
+  """The (estimator, seed) grid as `rlvr_jax.sweep` runs: every run loads the shared warm
+  start, trains `--steps` and evaluates each `--eval_every` steps and at the end (step 0 is
+  the shared warm-start evaluation, not repeated per run)."""
+  from rlvr_jax import sweep
+  fixed = {"k": args.k, "steps": args.steps, "batch_prompts": args.batch_prompts,
+           "warmstart_dir": warmstart_dir, "warmstart_steps": 0, "eval.every": args.eval_every,
+           "eval.at_start": False, "eval.at_end": True, "eval.num_samples": 8,
+           "checkpoint.every": max(args.steps, 1), "checkpoint.keep": 1}
   if args.smoke:
-    arg += ",runlocal=True"
-  c = maze_config(arg)
-  c.warmstart.load_dir = warmstart_dir
-  c.warmstart.steps = 0
-  # Step 0 is the shared warm-start evaluation, not repeated per run.
-  c.eval.update(every=args.eval_every, at_start=False, at_end=True, num_samples=8)
-  c.progress = args.progress
-  c.checkpoint.update(every=max(args.steps, 1), keep=1)
-  if args.smoke:
-    _shrink(c)
-  return c
+    fixed.update(runlocal=True, **SMOKE)
+  grid = [("estimator", args.estimators), ("seed", [str(s) for s in args.seeds])]
+  return sweep.plan(CONFIG, args.outdir, grid, [(k, [str(v)]) for k, v in fixed.items()])
+
+
+# Smallest shapes that still run every code path (for the test): 5x5 mazes, 1 device;
+# rollouts and evaluation sample the same [4 prompts x 8] shape, so one sampler compile.
+SMOKE = {"num_devices": 1, "data.splits.num_train": 16, "data.splits.num_test": 4,
+         "data.splits.train_sizes": (5,), "data.splits.test_sizes": (5,),
+         "rl.max_prompt_len": 48, "rl.max_new_tokens": 8, "rl.num_samples": 8,
+         "eval.num_samples": 8, "eval.batch_prompts": 4}
 
 
 def _shrink(c) -> None:
-  """Smallest shapes that still run every code path (for the test): 5x5 mazes, 1 device;
-  rollouts and evaluation sample the same [4 prompts x 8] shape, so one sampler compile."""
-  c.num_devices = 1
-  c.data.splits.update(num_train=16, num_test=4, train_sizes=(5,), test_sizes=(5,))
-  c.rl.update(max_prompt_len=48, max_new_tokens=8, num_samples=8)
-  c.eval.update(num_samples=8, batch_prompts=4)
+  for key, value in SMOKE.items():
+    *path, leaf = key.split(".")
+    node = c
+    for part in path:
+      node = node[part]
+    node[leaf] = value
 
 
 def warm_start(args: argparse.Namespace) -> str:
@@ -245,37 +255,26 @@ def main(argv: Sequence[str] | None = None) -> str:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   from absl import logging
   logging.set_verbosity(logging.WARNING)
-  from rlvr_jax.rl import train
   os.makedirs(args.outdir, exist_ok=True)
   t0 = time.time()
   ws_dir = warm_start(args)
   ws_rows = rows_of(_eval_records(os.path.join(args.outdir, "warmstart"))[-1:], "warmstart", 0)
   print(f"[maze_exp] warm start ready in {time.time() - t0:.0f}s: "
         f"pass@1={ws_rows[-1]['pass@1']:.3f} pass@8={ws_rows[-1]['pass@8']:.3f}", flush=True)
-  runs = [(e, s) for s in args.seeds for e in args.estimators]
+  from rlvr_jax import sweep
+  runs = sweep_runs(args, ws_dir)
+  print(f"[maze_exp] {len(runs)} runs, {sum(sweep.is_done(r) for r in runs)} already done",
+        flush=True)
+  sweep.execute(runs, cache_dir=args.cache_dir, progress=args.progress)
   rows = list(ws_rows)
-  t_runs, done_new = time.time(), 0
-  for i, (e, s) in enumerate(runs):
-    workdir = os.path.join(args.outdir, "runs", f"{e}_seed{s}")
-    recs = _eval_records(workdir)
-    if not (recs and recs[-1]["step"] == args.steps):
-      train.run(run_config(args, e, s, ws_dir), workdir)
-      recs = _eval_records(workdir)
-      done_new += 1
-    rows += rows_of(recs, e, s)
-    left = len(runs) - i - 1
-    eta = (time.time() - t_runs) / max(done_new, 1) * left if done_new else 0.0
-    final = [r for r in rows_of(recs[-1:], e, s) if r["set"] == "mean"][0]
-    print(f"[maze_exp] run {i + 1}/{len(runs)} {e} seed {s}: pass@1={final['pass@1']:.3f} "
-          f"pass@8={final['pass@8']:.3f} | elapsed {(time.time() - t0) / 60:.1f} min "
-          f"(CPU {time.process_time() / 60:.1f} min), ETA {eta / 60:.1f} min", flush=True)
+  for r in runs:
+    rows += rows_of(_eval_records(r.workdir), r.values["estimator"], int(r.values["seed"]))
   write_csv(rows, os.path.join(args.outdir, "results.csv"))
   table = summary_table(rows, args.estimators, args.steps)
   table += "\n\n" + comparison_table(rows, args.estimators, args.steps)
   with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"steps={args.steps} seeds={args.seeds} k={args.k} batch_prompts={args.batch_prompts} "
-            f"total time {(time.time() - t0) / 60:.1f} min, process CPU time "
-            f"{time.process_time() / 60:.1f} min\n\n{table}\n")
+            f"total time {(time.time() - t0) / 60:.1f} min\n\n{table}\n")
   plot_curves(rows, args.estimators, os.path.join(args.outdir, "curves.png"))
   print(table, flush=True)
   return table

@@ -7,11 +7,14 @@ batch (problems a step over all processes), n the examples in the source.
     examples = next(it)                        # list of B example dicts
 
 The pipeline is one Grain MapDataset: source -> shuffle (a permutation an
-epoch, seeded by (seed, epoch)) -> repeat forever -> element p, p + P, ... for
-process p -> batches of B. Element t * G + i of the shuffled stream belongs to
-global batch t, so the P processes' batches of step t partition that step's
-global batch, with no communication, and the stream of global batches does
-not depend on P. Batches run on across epoch boundaries (no example is ever
+epoch, seeded by (seed, epoch)) -> repeat forever -> this process's block of
+each global batch -> batches of B. Global batch t is elements t * G .. t * G +
+G - 1 of the shuffled stream and process p reads elements t * G + p * B ..
+t * G + p * B + B - 1 of it (only those: random access), so the P processes'
+batches of step t are that step's global batch in order, rows process-major
+as `multihost.global_rows` lays them out, with no communication; the stream
+of global batches, and the row of the global batch each example lands in,
+do not depend on P. Batches run on across epoch boundaries (no example is ever
 dropped; a batch that straddles two epochs may hold one example twice).
 
 The iterator's state is a small JSON dict (Grain's position plus the
@@ -63,6 +66,26 @@ class PromptIterator(grain.DatasetIterator):
     self._parent.set_state(state["grain"])
 
 
+class _ProcessBlock(grain.MapDataset):
+  """Elements p * B .. p * B + B - 1 of every block of G = B * P elements of `parent`."""
+
+  def __init__(self, parent: grain.MapDataset, block: int, index: int, count: int):
+    super().__init__(parent)
+    self._block, self._index, self._count = block, index, count
+
+  def __len__(self) -> int:
+    return len(self._parent) // self._count
+
+  def __getitem__(self, i):
+    if isinstance(i, slice):
+      return self.slice(i)
+    step, offset = divmod(i, self._block)
+    return self._parent[(step * self._count + self._index) * self._block + offset]
+
+  def __str__(self) -> str:
+    return f"ProcessBlock(block={self._block}, index={self._index}, count={self._count})"
+
+
 def _iterator(source: Sequence[dict], batch_size: int, seed: int, process_index: int,
               process_count: int, stream: int) -> PromptIterator:
   if batch_size < 1:
@@ -72,8 +95,9 @@ def _iterator(source: Sequence[dict], batch_size: int, seed: int, process_index:
   if len(source) < batch_size * process_count:
     raise ValueError(f"the source has {len(source)} examples, fewer than one global batch "
                      f"({batch_size} x {process_count} processes)")
-  ds = (grain.MapDataset.source(source).shuffle(seed=_grain_seed(seed, stream)).repeat()
-        [process_index::process_count].batch(batch_size, batch_fn=list))
+  shuffled = grain.MapDataset.source(source).shuffle(seed=_grain_seed(seed, stream)).repeat()
+  ds = _ProcessBlock(shuffled, batch_size, process_index, process_count).batch(batch_size,
+                                                                               batch_fn=list)
   # Read in this thread: a step needs a few hundred records (milliseconds), and no
   # prefetch threads are alive when the verifier pool forks its workers.
   options = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)

@@ -21,6 +21,13 @@ left-over rollouts. Every loss term, its denominator, the clip fractions and
 the entropy bonus see only those tokens. Old log-probabilities come from the
 sampler or from a teacher-forced pass of the current parameters; reference
 log-probabilities (KL term) from the frozen reference policy.
+
+Several processes: each makes the batch of its own block of problems (its
+prompts, their rollouts, rewards and advantages, all host-local), and
+`spec.rows_sharding` turns the rows into global arrays (`multihost.global_rows`)
+before the teacher-forced passes and the update. Dynamic sampling refills until
+every process has its B_local varied groups (the processes agree on the number
+of draws); randomized estimators draw per process.
 """
 
 import dataclasses
@@ -31,7 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from rlvr_jax import advantages
+from rlvr_jax import advantages, multihost
 from rlvr_jax.rl import rollout
 
 
@@ -75,6 +82,7 @@ class BatchSpec:
   logprobs: (params, tokens_RxL, attn_mask_RxL) -> logp_RxT, a teacher-forced pass;
     used for old log-probs when `recompute_old_logp`, and for the reference.
   ref_params: the frozen reference policy when the loss has a KL term, else None.
+  rows_sharding: where the training rows go (global arrays; None keeps host numpy).
   """
   generate: Callable[..., rollout.Rollouts]
   batch_prompts: int
@@ -85,6 +93,7 @@ class BatchSpec:
   logprobs: Callable[..., Any] | None = None
   ref_params: Any = None
   keep_sampling_logp: bool = False
+  rows_sharding: Any = None
 
 
 def rollout_validity(ro: rollout.Rollouts, mask_truncated: bool) -> np.ndarray:
@@ -114,7 +123,8 @@ def sample_groups(params: Any, key: jax.Array, spec: BatchSpec,
     parts.append(ro)
     valid.append(rollout_validity(ro, spec.mask_truncated))
     varied.append(varied_groups(ro, valid[-1]))
-    if sum(int(v.sum()) for v in varied) >= b:
+    enough = sum(int(v.sum()) for v in varied) >= b
+    if not multihost.any_process(not enough):  # the draws are collective: all stop together
       break
   ro, valid_BxN, varied_B = rollout.concat(parts), np.concatenate(valid), np.concatenate(varied)
   filled = 0
@@ -132,6 +142,8 @@ def sample_groups(params: Any, key: jax.Array, spec: BatchSpec,
 def estimate(estimator: Callable[..., Any], ro: rollout.Rollouts, valid_BxN: np.ndarray,
              key: jax.Array, name: str = "estimator") -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """(adv_BxN, info) on the host; FloatingPointError for a non-finite advantage."""
+  if jax.process_count() > 1:  # each process's problems draw their own random groups
+    key = jax.random.fold_in(key, jax.process_index())
   adv_BxN, info = estimator(ro.rewards_BxN, valid_BxN, key=key,
                             entropy_BxN=ro.mean_entropy_BxN())
   adv_BxN, info = jax.device_get((adv_BxN, info))
@@ -167,12 +179,15 @@ def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Call
   adv_BxN, info = estimate(estimator, ro, valid_BxN, k_adv, name)
   train = assemble(ro, adv_BxN, info["loss_mask_BxN"], keep_sampling_logp=spec.keep_sampling_logp)
   t1 = time.perf_counter()
+  if spec.rows_sharding is not None:
+    train = multihost.global_rows(train, spec.rows_sharding)
   if spec.recompute_old_logp:
-    train = train._replace(old_logp_RxT=np.asarray(
-        spec.logprobs(params, train.tokens_RxL, train.attn_mask_RxL)))
+    train = train._replace(old_logp_RxT=spec.logprobs(params, train.tokens_RxL,
+                                                      train.attn_mask_RxL))
   if spec.ref_params is not None:
-    train = train._replace(ref_logp_RxT=np.asarray(
-        spec.logprobs(spec.ref_params, train.tokens_RxL, train.attn_mask_RxL)))
+    train = train._replace(ref_logp_RxT=spec.logprobs(spec.ref_params, train.tokens_RxL,
+                                                      train.attn_mask_RxL))
+  train = jax.block_until_ready(train)  # so time_logprobs is the passes', not the update's
   counts.update(time_sample=t1 - t0 - counts["verify_seconds"],
                 time_verify=counts.pop("verify_seconds"), time_logprobs=time.perf_counter() - t1)
   return MadeBatch(train, ro, valid_BxN, adv_BxN, info, counts)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from rlvr_jax import data as data_lib
+from rlvr_jax import data as data_lib, multihost
 
 
 class Checkpointer:
@@ -38,7 +38,8 @@ class Checkpointer:
            prompts: data_lib.PromptIterator | None = None, *, force: bool = False) -> None:
     """Starts an (async) save; `rng` is a typed or raw uint32 PRNG key; `prompts` the data
     iterator, whose position is taken now (iterating on during the save changes nothing)."""
-    tree = {"state": state, "rng": _key_data(rng)}
+    # The key as host data: in a multi-process run every process holds the same one.
+    tree = {"state": state, "rng": np.asarray(jax.device_get(_key_data(rng)))}
     items = dict(tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta)))
     if prompts is not None:
       items["data"] = data_lib.iterator_save_args(prompts)
@@ -49,7 +50,7 @@ class Checkpointer:
     """Restores onto the shardings of `abstract_state` (ShapeDtypeStructs or arrays), and the
     saved data position into `prompts` (in place)."""
     abstract = {"state": jax.tree.map(_abstract, abstract_state),
-                "rng": _abstract(_key_data(rng_like))}
+                "rng": np.asarray(jax.device_get(_key_data(rng_like)))}
     items = dict(tree=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
     if prompts is not None:
       if not os.path.isdir(os.path.join(self.directory, str(step), "data")):
@@ -85,6 +86,17 @@ def _abstract(x: Any) -> Any:
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
   x = np.asarray(x)
   return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+
+class AnyProcess:
+  """A view of a `StopFlag` that is set when it is set on any process (one tiny collective a
+  read), so every process of a multi-process run leaves the loop at the same step."""
+
+  def __init__(self, flag: Any):
+    self._flag = flag
+
+  def __bool__(self) -> bool:
+    return multihost.any_process(bool(self._flag))
 
 
 class StopFlag:

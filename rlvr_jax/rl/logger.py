@@ -21,11 +21,16 @@ def _scalar(v: Any) -> float:
 
 
 class MetricWriter:
-  def __init__(self, workdir: str, total_steps: int, initial_step: int = 0, progress: bool = True):
+  """Writes where `enabled` (process 0 of a multi-process run); elsewhere `write` only
+  returns the record, so every process's loop reads the same values."""
+
+  def __init__(self, workdir: str, total_steps: int, initial_step: int = 0, progress: bool = True,
+               enabled: bool = True):
     os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self._jsonl = open(self.path, "a", encoding="utf-8")
-    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self.enabled = enabled
+    self._jsonl = open(self.path, "a", encoding="utf-8") if enabled else None
+    self._tb = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard")) if enabled else None
     self._bar_args = dict(total=total_steps, initial=initial_step, disable=not progress,
                           dynamic_ncols=True, desc="rl")
     self._bar = None  # made when the RL loop starts, so warm start and compiles skew no ETA
@@ -34,6 +39,8 @@ class MetricWriter:
   def write(self, step: int, scalars: dict[str, Any], phase: str = "train",
             histograms: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     record = {k: _scalar(v) for k, v in sorted(scalars.items())}
+    if not self.enabled:
+      return record
     self._jsonl.write(json.dumps({"step": int(step), "phase": phase, **record}) + "\n")
     self._jsonl.flush()
     for k, v in record.items():  # TensorBoard tags may not hold '@'
@@ -57,8 +64,9 @@ class MetricWriter:
   def close(self) -> None:
     if self._bar is not None:
       self._bar.close()
-    self._tb.close()
-    self._jsonl.close()
+    if self.enabled:
+      self._tb.close()
+      self._jsonl.close()
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from rlvr_jax import sampling, sampling_text, tasks
+from rlvr_jax import multihost, sampling, sampling_text, tasks
 
 
 def prompt(task: Any, example: Any, chat: bool) -> Any:
@@ -92,14 +92,24 @@ def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, k
              num_samples: int, max_prompt_len: int, max_new_tokens: int, temperature: float,
              top_p: float, chat: bool, pool: Any = None, mesh: Any = None,
              rules: Any = None) -> Rollouts:
-  """Samples `num_samples` responses per example and scores them with the task's verifier."""
+  """Samples `num_samples` responses per example and scores them with the task's verifier.
+
+  In a multi-process run `examples` are this process's block of the global batch;
+  the prompts are padded to the widest over all processes (one width for the global
+  arrays), and the rollouts are those of this process's rows, verified here.
+  """
   prompt_BxP, mask_BxP = sampling_text.encode_prompts(
       tokenizer, [prompt(task, ex, chat) for ex in examples], chat=chat, pad_id=cfg.pad_id,
       max_len=max_prompt_len)
+  width = multihost.max_over(prompt_BxP.shape[1])
+  if width > prompt_BxP.shape[1]:  # left padding with mask 0: never seen by attention or loss
+    pad = ((0, 0), (width - prompt_BxP.shape[1], 0))
+    prompt_BxP = np.pad(prompt_BxP, pad, constant_values=cfg.pad_id)
+    mask_BxP = np.pad(mask_BxP, pad)
   out = sampling.sample(params, cfg, prompt_BxP, mask_BxP, key, num_samples=num_samples,
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         eos_ids=tuple(cfg.eos_ids), pad_id=cfg.pad_id, mesh=mesh, rules=rules)
-  out = sampling.SampleOutput(*jax.device_get(tuple(out)))
+  out = sampling.SampleOutput(*multihost.local_rows(tuple(out)))
   responses = sampling_text.decode_responses(tokenizer, out)
   rep_examples = [ex for ex in examples for _ in range(num_samples)]
   t0 = time.perf_counter()

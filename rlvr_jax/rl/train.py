@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlvr_jax import advantages, data as data_lib, models, sharding, tasks
+from rlvr_jax import advantages, data as data_lib, models, multihost, sharding, tasks
 from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
 from rlvr_jax.rl import stats, step as step_lib, warmstart
 
@@ -48,6 +48,13 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
   if rows % (rl.micro_batches * num_data_devices):
     raise ValueError(f"a mini-batch of {rows} rows does not split into {rl.micro_batches} micro-"
                      f"batches over {num_data_devices} data-parallel devices")
+  procs = jax.process_count()
+  if procs > 1:
+    for name, b in (("rl.batch_prompts", rl.batch_prompts),
+                    ("eval.batch_prompts", config.eval.batch_prompts)):
+      if b % num_data_devices or b % procs:
+        raise ValueError(f"{name}={b} does not split over the {num_data_devices} data-parallel "
+                         f"devices of {procs} processes (each process samples its block)")
   if rl.max_sampling_tries < 1:
     raise ValueError(f"rl.max_sampling_tries must be >= 1, got {rl.max_sampling_tries}")
   if config.model.source == "checkpoint" and not config.model.path:
@@ -144,7 +151,7 @@ def make_logprobs(config: ml_collections.ConfigDict, cfg: models.ModelConfig, pa
 
 def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task: Any,
                tokenizer: Any, mesh: Any, rules: Any, ref_params: Any,
-               logprobs: Any) -> batch_lib.BatchSpec:
+               logprobs: Any, rows_sh: NamedSharding | None = None) -> batch_lib.BatchSpec:
   """How `make_batch` samples, verifies and fills in log-probs, from the `rl` / `loss` blocks."""
   rl = config.rl
   generate = functools.partial(
@@ -154,22 +161,30 @@ def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task:
       chat=config.model.chat, mesh=mesh, rules=rules)
   return batch_lib.BatchSpec(
       generate=lambda p, examples, key: generate(p, examples=examples, key=key),
-      batch_prompts=rl.batch_prompts, dynamic_sampling=rl.dynamic_sampling,
+      batch_prompts=rl.batch_prompts // jax.process_count(),  # this process's block
+      dynamic_sampling=rl.dynamic_sampling,
       max_tries=rl.max_sampling_tries, mask_truncated=rl.mask_truncated,
       recompute_old_logp=rl.recompute_old_logp, logprobs=logprobs, ref_params=ref_params,
-      keep_sampling_logp=config.loss.tis_cap > 0)
+      keep_sampling_logp=config.loss.tis_cap > 0, rows_sharding=rows_sh)
 
 
-def update_minibatches(update: Any, state: dict, train: batch_lib.TrainBatch, key: jax.Array,
-                       rl: ml_collections.ConfigDict, rows_sh: NamedSharding
+def make_take_rows(rows_sh: NamedSharding) -> Any:
+  """The jitted `(TrainBatch, rows) -> TrainBatch` of those rows: a device-side gather, so
+  a mini-batch of problems from every process never passes through a host."""
+  return jax.jit(lambda train, rows: train.rows(rows), out_shardings=rows_sh)
+
+
+def update_minibatches(update: Any, take_rows: Any, state: dict, train: batch_lib.TrainBatch,
+                       key: jax.Array, rl: ml_collections.ConfigDict
                        ) -> tuple[dict, dict[str, float]]:
-  """One update a mini-batch of whole problems (shuffled); the metrics read back once."""
+  """One update a mini-batch of whole problems (shuffled over the global batch); the metrics
+  read back once."""
   n = rl.num_samples
   order_B = np.asarray(jax.random.permutation(key, rl.batch_prompts))
   per_mini = []
   for i in range(0, rl.batch_prompts, rl.mini_batch_prompts):
     rows = (order_B[i:i + rl.mini_batch_prompts, None] * n + np.arange(n)).reshape(-1)
-    state, m = update(state, jax.device_put(train.rows(rows), rows_sh))
+    state, m = update(state, take_rows(train, rows.astype(np.int32)))
     per_mini.append(m)
   per_mini = jax.device_get(per_mini)  # the step's one host sync of the update
   out = {k: float(np.mean([m[k] for m in per_mini])) for k in per_mini[0]}
@@ -200,9 +215,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"),
                                     keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
   latest = ckpt.latest_step()
-  writer = logger.MetricWriter(workdir, rl.steps, latest or 0, progress=config.progress)
+  lead = multihost.is_lead()  # metrics, plots and exports come from process 0 alone
+  writer = logger.MetricWriter(workdir, rl.steps, latest or 0, progress=config.progress and lead,
+                               enabled=lead)
   own_stop = stop is None
-  stop = checkpointing.StopFlag().install() if own_stop else stop
+  local_stop = checkpointing.StopFlag().install() if own_stop else stop
+  stop = checkpointing.AnyProcess(local_stop)  # every process stops at the same step
   last: dict[str, float] = {}
   try:
     with sharding.use_mesh(mesh, rules):
@@ -218,14 +236,16 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       optimizer = step_lib.make_optimizer(config.optimizer)
       state = step_lib.init_state(params, optimizer, mesh)
       rng, rl_step = jax.random.PRNGKey(config.seed + 1), 0
-      prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts, seed=config.seed)
+      prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts // jax.process_count(),
+                                         seed=config.seed)  # this process's block of each batch
       if latest is not None:
         state, rng, meta = ckpt.restore(latest, state, rng, prompts)
         rl_step = int(meta["rl_step"])
       state_sh = jax.tree.map(lambda x: x.sharding, state)
       update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
       spec = batch_spec(config, cfg, task, tokenizer, mesh, rules, ref_params,
-                        make_logprobs(config, cfg, state_sh["params"], rows_sh))
+                        make_logprobs(config, cfg, state_sh["params"], rows_sh), rows_sh)
+      take_rows = make_take_rows(rows_sh)
       blocks = (config.advantage, config.schedule.advantage)
       estimators = [advantages.from_config(b) for b in blocks]  # built once, schedule included
       make_batch = BATCH_FNS[config.algorithm]
@@ -236,29 +256,31 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       if rl_step == 0 and config.eval.at_start:
         evaluate(0)
       writer.start_progress()
-      while rl_step < rl.steps and not stop:
+      stopping = bool(stop)  # read once a step: one agreement among the processes
+      while rl_step < rl.steps and not stopping:
         t0 = time.perf_counter()
         rng, k_batch, k_perm = jax.random.split(rng, 3)
         which = schedule_index(config, rl_step)
         made = make_batch(state["params"], k_batch, spec, functools.partial(next, prompts),
                           estimators[which], blocks[which].name)
         t1 = time.perf_counter()
-        state, upd = update_minibatches(update, state, made.train, k_perm, rl, rows_sh)
+        state, upd = update_minibatches(update, take_rows, state, made.train, k_perm, rl)
         t_update = time.perf_counter() - t1
         rl_step += 1
         scalars, hists = stats.batch_metrics(made, task)
         total = time.perf_counter() - t0
-        scalars.update(upd, **made.counts, time_update=t_update, time_step=total,
-                       tokens_per_sec=float(made.rollouts.lengths_R.sum()) / max(total, 1e-9),
+        scalars.update(upd, **stats.global_counts(made.counts), time_update=t_update,
+                       time_step=total, tokens_per_sec=scalars["rollout_tokens"] / max(total, 1e-9),
                        estimator_index=float(which),
                        prompt_batches=prompts.get_state()["grain"]["next_index"])
         last = writer.write(rl_step, scalars, histograms=hists)
         writer.advance(1, reward=last["reward_mean"], loss=last["loss"])
-        if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stop:
+        stopping = bool(stop)
+        if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stopping:
           ckpt.save(rl_step, state, rng, {"rl_step": rl_step}, prompts)
         if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
           evaluate(rl_step)
-      if stop:
+      if stopping:
         return last
       if config.eval.at_end and rl.steps > 0:
         last.update({f"eval/{k}": v for k, v in evaluate(rl_step).items()})
@@ -266,14 +288,16 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     ckpt.close()
     writer.close()
     if own_stop:
-      stop.uninstall()
+      local_stop.uninstall()
   if config.checkpoint.export_hf:
     from rlvr_jax import checkpoints
     # The char tokenizer has no HF form; pretrained policies' tokenizers are saved alongside.
     tok = tokenizer if hasattr(tokenizer, "save_pretrained") else None
-    checkpoints.export_hf(jax.device_get(state["params"]), cfg, os.path.join(workdir, "hf_export"),
-                          tok)
-  if config.plot_at_end:
+    params = multihost.all_params(state["params"])  # a collective: every process takes part
+    if lead:
+      checkpoints.export_hf(params, cfg, os.path.join(workdir, "hf_export"), tok)
+    multihost.sync("export_hf")
+  if config.plot_at_end and lead:
     from rlvr_jax import plot
     plot.plot_workdir(workdir)
   return last

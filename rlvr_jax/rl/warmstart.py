@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlvr_jax import data as data_lib, sampling_text
+from rlvr_jax import data as data_lib, multihost, sampling_text
 from rlvr_jax.rl import rollout, step as step_lib
 from rlvr_jax.rl.batch import TrainBatch
 
@@ -73,7 +73,7 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
                       chat=chat, max_prompt_len=config.rl.max_prompt_len,
                       max_new_tokens=config.rl.max_new_tokens, pad_id=cfg.pad_id,
                       eos_id=cfg.eos_ids[0])
-    state, m = fn(state, jax.device_put(batch, batch_sharding))
+    state, m = fn(state, multihost.from_host_replica(batch, batch_sharding))  # same on every process
     if (i + 1) % max(1, ws.log_every) == 0 or i + 1 == ws.steps:
       rec = writer.write(i + 1, {k: m[k] for k in ("loss", "entropy", "grad_norm")},
                          phase="warmstart")
@@ -86,9 +86,12 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
 def save_params(params: Any, directory: str) -> None:
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(os.path.abspath(directory), params, force=True)
+  multihost.sync("warmstart_saved")
   # Written once the save has completed, so a save cut off midway never counts.
-  with open(_done_marker(directory), "w") as f:
-    f.write("done\n")
+  if multihost.is_lead():
+    with open(_done_marker(directory), "w") as f:
+      f.write("done\n")
+  multihost.sync("warmstart_marked")
 
 
 def saved(directory: str) -> bool:
