@@ -208,7 +208,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   validate(config, mesh.shape["data"] * mesh.shape["fsdp"])
   rl = config.rl
   task = tasks.get(config.task.name, **config.task.kwargs.to_dict())
-  train, eval_sets = data_lib.load(config.task.name, config.data)
+  # Process 0 builds the data first (once, on a filesystem every host shares), then the rest.
+  if multihost.is_lead():
+    train, eval_sets = data_lib.load(config.task.name, config.data)
+  multihost.sync("data_built")
+  if not multihost.is_lead():
+    train, eval_sets = data_lib.load(config.task.name, config.data)
   cfg, params, tokenizer = load_policy(config, mesh, rules)
   rows_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
   repl = NamedSharding(mesh, PartitionSpec())
