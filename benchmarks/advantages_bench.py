@@ -30,7 +30,7 @@ RANDOM = ("passk_full", "passk_bootstrap")
 
 def params_for(name: str, N: int) -> dict:
   k = 4 if N >= 8 else 1
-  if name in ("grpo", "dr_grpo", "rloo", "bbg"):
+  if name in ("grpo", "dr_grpo", "rloo", "bbg", "grpo_passk"):
     return {}
   return {"k": k}
 

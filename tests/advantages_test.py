@@ -20,7 +20,7 @@ B, N = 6, 8
 DETERMINISTIC = {
     "grpo": {}, "dr_grpo": {}, "rloo": {}, "passk_analytical": {"k": 3},
     "passk_combination": {"k": 3}, "passk_exceeding": {"k": 3}, "pkpo": {"k": 3},
-    "bbg": {"K": 16, "tau": 0.2},
+    "bbg": {"k": 16, "tau": 0.2}, "grpo_passk": {},
 }
 PASSK_FAMILY = ["passk_analytical", "passk_combination", "passk_exceeding", "pkpo",
                 "adaptive_entropy", "bbg", "grpo", "dr_grpo", "rloo"]
@@ -54,10 +54,10 @@ NON_DEFAULT = [
     ("passk_combination", {"k": 3, "ddof": 1}),
     ("passk_exceeding", {"k": 2, "log_base": 10.0}),
     ("adaptive_entropy", {"k": 2, "ddof": 1, "fraction": 0.3}),
-    ("bbg", {"K": 8, "tau": 0.3, "alpha": 2.0, "beta": 0.5, "zero_success_coef": 0.3,
+    ("bbg", {"k": 8, "tau": 0.3, "alpha": 2.0, "beta": 0.5, "zero_success_coef": 0.3,
              "base": "rloo"}),
-    ("bbg", {"K": 32, "tau": 0.0, "alpha": 0.5, "beta": 3.0, "base": "dr_grpo"}),
-    ("bbg", {"K": 4, "tau": 0.4, "base": "grpo", "ddof": 1}),
+    ("bbg", {"k": 32, "tau": 0.0, "alpha": 0.5, "beta": 3.0, "base": "dr_grpo"}),
+    ("bbg", {"k": 4, "tau": 0.4, "base": "grpo", "ddof": 1}),
 ]
 
 
@@ -73,7 +73,7 @@ def test_non_default_parameters_match_per_problem_reference(name, params):
   if name == "bbg":
     # The utility by its definition, the posterior mean of d Pass@K / dp = K (1 - p)^(K-1)
     # under Beta(m + alpha, n - m + beta), integrated numerically (scipy quad).
-    K, alpha, beta = params["K"], params.get("alpha", 1.0), params.get("beta", 1.0)
+    K, alpha, beta = params["k"], params.get("alpha", 1.0), params.get("beta", 1.0)
     m_B, n_B = np.asarray(info["num_pos"]), np.asarray(info["num_valid"])
     for m, n in set(zip(m_B[n_B > 0].tolist(), n_B[n_B > 0].tolist())):
       post = scipy.stats.beta(m + alpha, n - m + beta)
@@ -127,7 +127,7 @@ def test_bbg_weights_gating_and_zero_success():
   # closed form for m = 1: n / (n + K - 1); m = 2: n (n-1) / ((n+K-1)(n+K-2)).
   n, K = 8, 256
   r = (np.arange(n)[None, :] < np.array([0, 1, 2, 8])[:, None]).astype(np.float32)
-  adv, info = advantages.compute("bbg", r, K=K, tau=0.01, zero_success_coef=0.25)
+  adv, info = advantages.compute("bbg", r, k=K, tau=0.01, zero_success_coef=0.25)
   w1, w2 = n / (n + K - 1), n * (n - 1) / ((n + K - 1) * (n + K - 2))
   w8 = math.exp(math.lgamma(K) + math.lgamma(n + 1) - math.lgamma(n + K))  # m = n
   # float32 lgamma near 264 is ~1.2e3, so log weights carry ~1e-4 absolute error.

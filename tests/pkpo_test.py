@@ -119,7 +119,7 @@ def test_n1024_weights_exact():
 
 @pytest.mark.parametrize("N", [40, 80])
 def test_both_rank_paths_match_reference(N):
-  # N = 40 ranks by pairwise comparison, N = 80 by sorting (PAIRWISE_MAX_N = 64).
+  # N = 40 and N = 80 (once two rank paths, split at 64; one sort now).
   # reference.pkpo is itself checked against the subset brute force above.
   rng = np.random.default_rng(N)
   r = np.round(rng.normal(size=(6, N)), 1).astype(np.float32)  # ties
@@ -137,7 +137,7 @@ def test_both_rank_paths_match_reference(N):
 
 
 def test_rank_paths_agree_across_the_switch():
-  # 64 columns take the pairwise path; one more, masked, column takes the sort path.
+  # 64 columns and 65 (once two rank paths, split at 64): one masked column changes nothing.
   rng = np.random.default_rng(7)
   r = np.round(rng.normal(size=(8, 64)), 1).astype(np.float32)
   v = rng.random((8, 64)) < 0.9
