@@ -55,7 +55,7 @@ def batch_metrics(made: batch_lib.MadeBatch, task: Any
   out["response_len_mean"] = float(lens_R.mean())
   out["response_len_max"] = float(lens_R.max())
   out["truncation_rate"] = float(1.0 - ro.finished_R.mean())
-  answers = [[task.answer_key(ro.responses[i * n + j]) for j in range(n)] for i in range(b)]
+  answers = [[task.normalized_answer(ro.responses[i * n + j]) for j in range(n)] for i in range(b)]
   div_B, wrong_B = metrics.answer_diversity(answers, r_BxN, valid_BxN)
   out["wrong_answer_diversity"] = float(div_B[wrong_B > 0].mean()) if (wrong_B > 0).any() else 0.0
   out["eta_mean"] = float(np.asarray(metrics.eta(made.adv_BxN, in_loss_BxN)).mean())
