@@ -96,4 +96,4 @@ def decode(tokenizer: Any, tokens_RxT: Any, lengths_R: Any, finished_R: Any) -> 
 
 def decode_responses(tokenizer: Any, out: SampleOutput) -> list[str]:
   """`decode` of a SampleOutput's rows."""
-  return decode(tokenizer, out.tokens, out.lengths, out.finished)
+  return decode(tokenizer, out.tokens_RxT, out.lengths_R, out.finished_R)
