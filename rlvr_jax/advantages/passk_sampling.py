@@ -1,9 +1,10 @@
 """Pass@k training by sampling groups: passk_full and passk_bootstrap.
 
-Shape letters: B problems, N rollouts a problem, G groups a problem, K = k
-members a group. A group's reward is the max of its members' rewards, so any
-finite rewards work (binary rewards give Pass@k). Groups are drawn among a
-problem's valid rollouts only; problems with fewer than k valid rollouts get 0.
+Shape letters (docs/DESIGN.md): B problems, N rollouts a problem, G groups a
+problem; a group has k members (the parameter). A group's reward is the max
+of its members' rewards, so any finite rewards work (binary rewards give
+Pass@k). Groups are drawn among a problem's valid rollouts only; problems with
+fewer than k valid rollouts get 0.
 """
 
 import functools
@@ -55,24 +56,24 @@ def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
 
 @functools.partial(jax.jit, static_argnames=("reduce",))
 def bootstrap_from_groups(rewards_BxN: jax.Array, valid_BxN: jax.Array,
-                          groups_BxGxK: jax.Array, reduce: str = "sum") -> jax.Array:
+                          groups_BxGxk: jax.Array, reduce: str = "sum") -> jax.Array:
   """Bootstrap advantage for given groups (indices of k distinct valid rollouts).
 
   Group advantages are GRPO-normalized over the G groups; a response gets the
   sum (paper Eq. 6) or the mean of the advantages of the groups it is in (0 if
   it is in none). Problems with fewer than k valid rollouts get 0.
   """
-  B, G, K = groups_BxGxK.shape
+  B, G, k = groups_BxGxk.shape
   group_max_BxG = jnp.max(jnp.take_along_axis(
-      rewards_BxN[:, None, :], groups_BxGxK, axis=-1), axis=-1)
-  enough_B = jnp.sum(valid_BxN, axis=-1) >= K
+      rewards_BxN[:, None, :], groups_BxGxk, axis=-1), axis=-1)
+  enough_B = jnp.sum(valid_BxN, axis=-1) >= k
   group_ok_BxG = jnp.broadcast_to(enough_B[:, None], (B, G))
   group_adv_BxG = _common.standardize(group_max_BxG, group_ok_BxG, ddof=0)
   rows_Bx1x1 = jnp.arange(B)[:, None, None]
-  adv_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxK].add(
-      jnp.broadcast_to(group_adv_BxG[:, :, None], (B, G, K)))
+  adv_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxk].add(
+      jnp.broadcast_to(group_adv_BxG[:, :, None], (B, G, k)))
   if reduce == "mean":
-    count_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxK].add(1.0)
+    count_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxk].add(1.0)
     adv_BxN = jnp.where(count_BxN > 0, adv_BxN / jnp.maximum(count_BxN, 1.0), 0.0)
   elif reduce != "sum":
     raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
@@ -111,5 +112,5 @@ def passk_bootstrap(rewards_BxN, valid_BxN, *, k, key, num_groups, reduce, **_):
   the default 8 groups, 1.5% with 32 and 0.4% with 128 (4000 keys).
   """
   G = rewards_BxN.shape[1] if num_groups is None else num_groups
-  groups_BxGxK = sample_groups(key, valid_BxN, G, k)
-  return bootstrap_from_groups(rewards_BxN, valid_BxN, groups_BxGxK, reduce), {}
+  groups_BxGxk = sample_groups(key, valid_BxN, G, k)
+  return bootstrap_from_groups(rewards_BxN, valid_BxN, groups_BxGxk, reduce), {}
