@@ -23,10 +23,18 @@ def _random_ranks(key: jax.Array, valid_BxN: jax.Array) -> jax.Array:
   invalid ones the places after them, in column order.
   """
   B, N = valid_BxN.shape
-  shuffled_BxN = jax.vmap(lambda row_key: jax.random.permutation(row_key, N))(
+  # perm_BxN[b, i]: the column at random position i of row b.
+  perm_BxN = jax.vmap(lambda row_key: jax.random.permutation(row_key, N))(
       jax.random.split(key, B))
-  order_BxN = jnp.argsort(jnp.where(valid_BxN, shuffled_BxN, N + jnp.arange(N)), axis=-1)
-  return _common.inverse_permutation(order_BxN.astype(jnp.int32))
+  valid_perm_BxN = jnp.take_along_axis(valid_BxN, perm_BxN, axis=-1)
+  # A valid column's place: the valid columns before it in the random order.
+  place_perm_BxN = jnp.cumsum(valid_perm_BxN, axis=-1, dtype=jnp.int32) - 1
+  rows_Bx1 = jnp.arange(B)[:, None]
+  place_BxN = jnp.zeros((B, N), jnp.int32).at[rows_Bx1, perm_BxN].set(place_perm_BxN)
+  # An invalid one's: after all n valid ones, in column order.
+  n_Bx1 = jnp.sum(valid_BxN, axis=-1, keepdims=True, dtype=jnp.int32)
+  place_invalid_BxN = n_Bx1 + jnp.cumsum(~valid_BxN, axis=-1, dtype=jnp.int32) - 1
+  return jnp.where(valid_BxN, place_BxN, place_invalid_BxN)
 
 
 @register("passk_full", defaults={"k": None}, domain="real", check=_common.check_k,
@@ -39,17 +47,19 @@ def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
   problem's groups; members share their group's advantage. The n mod k
   left-over rollouts get 0 and are out of `info['loss_mask_BxN']`.
   """
-  N = rewards_BxN.shape[1]
+  B, N = rewards_BxN.shape
   G = N // k
-  group_BxN = _random_ranks(key, valid_BxN) // k
+  place_BxN = _random_ranks(key, valid_BxN)
   num_groups_B = jnp.sum(valid_BxN, axis=-1) // k
-  used_BxN = valid_BxN & (group_BxN < num_groups_B[:, None])
-  member_BxNxG = used_BxN[:, :, None] & (group_BxN[:, :, None] == jnp.arange(G))
-  group_max_BxG = jnp.max(jnp.where(member_BxNxG, rewards_BxN[:, :, None], -jnp.inf), axis=1)
+  used_BxN = valid_BxN & (place_BxN < (num_groups_B * k)[:, None])
+  # In place order the valid rollouts come first: group g is places [g k, (g+1) k).
+  order_BxN = _common.inverse_permutation(place_BxN)
+  r_placed_BxN = jnp.take_along_axis(rewards_BxN, order_BxN, axis=-1)
+  group_max_BxG = jnp.max(r_placed_BxN[:, :G * k].reshape(B, G, k), axis=-1)
   group_ok_BxG = jnp.arange(G) < num_groups_B[:, None]
   group_adv_BxG = _common.standardize(jnp.where(group_ok_BxG, group_max_BxG, 0.0),
                                       group_ok_BxG, ddof=0)
-  adv_BxN = jnp.take_along_axis(group_adv_BxG, jnp.minimum(group_BxN, G - 1), axis=-1)
+  adv_BxN = jnp.take_along_axis(group_adv_BxG, jnp.minimum(place_BxN // k, G - 1), axis=-1)
   return (jnp.where(used_BxN, adv_BxN, 0.0),
           {"num_groups": num_groups_B.astype(jnp.float32), "loss_mask_BxN": used_BxN})
 

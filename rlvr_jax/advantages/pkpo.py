@@ -64,13 +64,16 @@ def _check_pkpo(params, N):
 def subset_weight(n_Bx1: jax.Array, p_N: jax.Array, k: int, N: int) -> jax.Array:
   """C(p, k-1) / C(n, k): the fraction of k-subsets of n whose max is sorted place p.
 
-  [B, N]; 0 at p >= n and where n < k. Written as C(p, k-1) / C(n, k-1) (a
+  [B, N] for p_N = arange(N); 0 at p >= n and where n < k. Written as C(p, k-1) / C(n, k-1) (a
   ratio of `log_comb_ratio`, with c = n - p factors) times C(n, k-1) / C(n, k)
   = k / (n - k + 1).
   """
-  ratio_BxN = jnp.exp(binomial.log_comb_ratio(n_Bx1, n_Bx1 - p_N, k - 1, N))
-  live_BxN = (p_N < n_Bx1) & (n_Bx1 >= k)
-  return jnp.where(live_BxN, ratio_BxN * k / jnp.maximum(n_Bx1 - k + 1, 1.0), 0.0)
+  # It depends on (n, p) alone: computed for every n in 0..N, then each row takes its n's.
+  n_Nx1 = jnp.arange(N + 1, dtype=jnp.float32)[:, None]
+  ratio_NxN = jnp.exp(binomial.log_comb_ratio(n_Nx1, n_Nx1 - p_N, k - 1, N))
+  live_NxN = (p_N < n_Nx1) & (n_Nx1 >= k)
+  w_NxN = jnp.where(live_NxN, ratio_NxN * k / jnp.maximum(n_Nx1 - k + 1, 1.0), 0.0)
+  return w_NxN[jnp.clip(n_Bx1[:, 0], 0, N).astype(jnp.int32)]
 
 
 def _exclusive_cumsum(x_BxN: jax.Array, reverse: bool = False) -> jax.Array:
