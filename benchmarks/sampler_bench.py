@@ -101,7 +101,7 @@ def main() -> None:
                             num_samples=1, max_new_tokens=t_new, temperature=1.0, top_p=0.95,
                             eos_ids=())
       jax.block_until_ready(out)
-      assert int(out.lengths.min()) == t_new
+      assert int(out.lengths_R.min()) == t_new
 
     def run_transformers(seed):
       run_hf(hf, tokens_BxP, mask_BxP, cfg.pad_id, t_new, seed)

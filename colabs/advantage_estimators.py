@@ -163,7 +163,7 @@ plt.show()
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
 for K in (4, 16, 64, 256):
-  _, info = advantages.compute("bbg", rewards_rows, K=K, tau=0.01)
+  _, info = advantages.compute("bbg", rewards_rows, k=K, tau=0.01)
   weight, gated = np.asarray(info["weight"]), np.asarray(info["gated"])
   ax.semilogy(n_pos, np.maximum(weight, 1e-12), marker=".", label=f"K = {K}")
   print(f"K = {K:3d}: problems with N_pos >= {int(np.argmax(gated))} are gated"

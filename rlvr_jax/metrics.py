@@ -4,9 +4,9 @@ Shape letters: B problems, N rollouts a problem.
 
 `pass_at_k` is Chen et al. (2021)'s unbiased estimator from n samples with c
 correct, `1 - C(n - c, k) / C(n, k)`, in the stable product form
-`1 - prod_{i=n-c+1}^{n} (1 - k / i)`: every factor is O(1), so float32 stays
-exact to rounding even for n = 1024, where C(n, k) overflows any float and
-log-gamma differences lose ~1e-4 (lgamma(1025) ~ 6e3, float32 eps ~ 6e-8).
+`1 - prod_{i=n-c+1}^{n} (1 - k / i)` (`binomial.log_comb_ratio`, the
+project's one binomial helper, re-exported here): exact to float32 rounding
+even for n = 1024, where C(n, k) overflows any float.
 """
 
 import functools
@@ -17,30 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _is_concrete(*xs: Any) -> bool:
-  return not any(isinstance(x, jax.core.Tracer) for x in xs)
-
-
-def log_comb_ratio(n: Any, c: Any, k: Any, max_c: int) -> jax.Array:
-  """log(C(n - c, k) / C(n, k)), batched and exact to float32 rounding.
-
-  Uses `C(n-c, k) / C(n, k) = prod_{j=0}^{c-1} (1 - k / (n - j))`, a sum of at
-  most `max_c` (static) log1p terms. Returns -inf where `n - c < k` (C = 0).
-  Arguments broadcast; `c <= max_c` is the caller's promise.
-  """
-  n = jnp.asarray(n, jnp.float32)[..., None]
-  c = jnp.asarray(c, jnp.float32)[..., None]
-  k = jnp.asarray(k, jnp.float32)[..., None]
-  j = jnp.arange(max_c, dtype=jnp.float32)
-  zero = n - c < k
-  use = (j < c) & ~zero
-  # Where a term is unused its denominator is replaced by 1 and k by 0, so no
-  # division by zero or log of a negative number reaches the sum (or its grad).
-  i = jnp.where(use, n - j, 1.0)
-  terms = jnp.where(use, jnp.log1p(-jnp.where(use, k, 0.0) / i), 0.0)
-  total = jnp.sum(terms, axis=-1)
-  return jnp.where(zero[..., 0], -jnp.inf, total)
+from rlvr_jax.binomial import log_comb_ratio
 
 
 def pass_at_k(n: Any, c: Any, k: Any, max_c: int | None = None) -> jax.Array:
@@ -50,7 +27,7 @@ def pass_at_k(n: Any, c: Any, k: Any, max_c: int | None = None) -> jax.Array:
   otherwise max(c)). Concrete inputs outside 0 <= c <= n, 1 <= k <= n raise
   ValueError; under jit such entries are NaN, so they cannot pass silently.
   """
-  if _is_concrete(n, c, k):
+  if not any(isinstance(x, jax.core.Tracer) for x in (n, c, k)):
     n_, c_, k_ = (np.asarray(x) for x in (n, c, k))
     if np.any(c_ < 0) or np.any(c_ > n_):
       raise ValueError(f"pass_at_k needs 0 <= c <= n; got n={n_}, c={c_}")

@@ -35,25 +35,25 @@ _MIN_BUCKET = 16
 class SampleOutput(NamedTuple):
   """Rows R = B * num_samples, problem-major; columns T = max_new_tokens.
 
-  tokens: [R, T] int32, pad_id after the first EOS.
-  mask: [R, T] int32, 1 for generated tokens (the EOS included), 0 after.
-  logprobs: [R, T] float32, log pi(token) under the policy at temperature 1
+  tokens_RxT: int32, pad_id after the first EOS.
+  mask_RxT: int32, 1 for generated tokens (the EOS included), 0 after.
+  logprobs_RxT: float32, log pi(token) under the policy at temperature 1
     (softmax of the raw logits): what the trainer's importance ratio needs.
-  sampling_logprobs: [R, T] float32, log q(token) under the distribution
+  sampling_logprobs_RxT: float32, log q(token) under the distribution
     actually sampled from (temperature, then top-k, then top-p, renormalized);
     0 for greedy (a point mass).
-  entropy: [R, T] float32, entropy of the policy at temperature 1.
-  lengths: [R] int32, generated tokens (the EOS included).
-  finished: [R] bool, True if the row produced an EOS, False if truncated.
-  Masked positions of logprobs, sampling_logprobs and entropy are 0.
+  entropy_RxT: float32, entropy of the policy at temperature 1.
+  lengths_R: int32, generated tokens (the EOS included).
+  finished_R: bool, True if the row produced an EOS, False if truncated.
+  Masked positions of the log-probabilities and the entropy are 0.
   """
-  tokens: jax.Array
-  mask: jax.Array
-  logprobs: jax.Array
-  sampling_logprobs: jax.Array
-  entropy: jax.Array
-  lengths: jax.Array
-  finished: jax.Array
+  tokens_RxT: jax.Array
+  mask_RxT: jax.Array
+  logprobs_RxT: jax.Array
+  sampling_logprobs_RxT: jax.Array
+  entropy_RxT: jax.Array
+  lengths_R: jax.Array
+  finished_R: jax.Array
 
 
 def bucket_length(n: int, minimum: int = _MIN_BUCKET) -> int:

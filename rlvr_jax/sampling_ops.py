@@ -47,20 +47,6 @@ def check_controls(temperature: float, top_p: float, top_k: int, greedy: bool) -
     raise ValueError(f"top_k must be a non-negative integer (0 = off), got {top_k}")
 
 
-def policy_stats(logits_RxV: jax.Array, tokens_R: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Log-probability of `tokens_R` and entropy under softmax(logits) (temperature 1)."""
-  logits_RxV = logits_RxV.astype(jnp.float32)
-  m_R = jnp.max(logits_RxV, axis=-1)
-  d_RxV = logits_RxV - m_R[:, None]
-  e_RxV = jnp.exp(d_RxV)
-  s_R = jnp.sum(e_RxV, axis=-1)
-  log_s_R = jnp.log(s_R)
-  d_tok_R = jnp.take_along_axis(d_RxV, tokens_R[:, None], axis=-1)[:, 0]
-  # H = -sum p log p = log s - sum(e * d) / s, with d = logits - max.
-  entropy_R = log_s_R - jnp.sum(e_RxV * d_RxV, axis=-1) / s_R
-  return d_tok_R - log_s_R, entropy_R
-
-
 def top_k_mask(z_RxV: jax.Array, top_k: int) -> jax.Array:
   """True for the tokens whose logit is at least the k-th largest of its row."""
   kth_R = jax.lax.top_k(z_RxV, top_k)[0][:, -1]

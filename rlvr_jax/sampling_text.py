@@ -1,4 +1,4 @@
-"""Text in, text out: tokenize prompts, sample, decode the responses.
+"""Text in, text out: tokenize and left-pad prompts, decode the sampled responses.
 
 Works with a transformers tokenizer (chat template applied, `chat=True`) and
 with any tokenizer exposing `encode(str) -> list[int]`, `decode(ids) -> str`,
@@ -8,11 +8,9 @@ with any tokenizer exposing `encode(str) -> list[int]`, `decode(ids) -> str`,
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import numpy as np
 
-from rlvr_jax import models
-from rlvr_jax.sampling import SampleOutput, bucket_length, sample
+from rlvr_jax.sampling import SampleOutput, bucket_length
 
 Messages = list[dict[str, str]]
 
@@ -98,20 +96,4 @@ def decode(tokenizer: Any, tokens_RxT: Any, lengths_R: Any, finished_R: Any) -> 
 
 def decode_responses(tokenizer: Any, out: SampleOutput) -> list[str]:
   """`decode` of a SampleOutput's rows."""
-  return decode(tokenizer, out.tokens, out.lengths, out.finished)
-
-
-def sample_text(params: Any, cfg: models.ModelConfig, tokenizer: Any,
-                prompts: Sequence[str | Messages], key: jax.Array, *, chat: bool = True,
-                num_samples: int = 1, max_new_tokens: int = 256,
-                **sample_kwargs: Any) -> tuple[list[str], SampleOutput]:
-  """Responses (R = len(prompts) * num_samples, problem-major) and the raw SampleOutput.
-
-  `sample_kwargs` go to `sampling.sample` (temperature, top_p, top_k, greedy,
-  eos_ids, mesh, ...); pad_id defaults to the model config's.
-  """
-  pad_id = sample_kwargs.pop("pad_id", cfg.pad_id)
-  tokens_BxP, mask_BxP = encode_prompts(tokenizer, prompts, chat=chat, pad_id=pad_id)
-  out = sample(params, cfg, tokens_BxP, mask_BxP, key, num_samples=num_samples,
-               max_new_tokens=max_new_tokens, pad_id=pad_id, **sample_kwargs)
-  return decode_responses(tokenizer, out), out
+  return decode(tokenizer, out.tokens_RxT, out.lengths_R, out.finished_R)

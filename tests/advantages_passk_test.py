@@ -182,7 +182,7 @@ def test_bootstrap_monte_carlo_converges_with_shrinking_standard_error():
   assert np.any(np.abs(draws.mean(0) - 1.05 * target) > 4.5 * ses[2] + 2 / G * np.abs(target))
 
 
-# N = 10 takes the pairwise-rank path, N = 80 the sort path (PAIRWISE_MAX_N = 64).
+# Two widths, N = 10 and N = 80 (once two code paths; one now, checked at both sizes).
 @pytest.mark.parametrize("N", [10, 80])
 def test_full_sampling_groups_and_leftovers(N):
   k = 3
@@ -220,7 +220,7 @@ def test_adaptive_entropy_picks_high_entropy_problems_for_grpo():
   np.testing.assert_allclose(np.asarray(adv)[~high], np.asarray(a4)[~high])
 
 
-@pytest.mark.parametrize("k", [2, 3, 17])  # k = 17 takes the top_k path
+@pytest.mark.parametrize("k", [2, 3, 17])
 def test_sample_groups_uniform_over_valid_subsets(k):
   # Row 0: 6 valid of 8 columns (scattered); row 1: all N valid. Every group has k
   # distinct valid columns, and each k-subset of row 0's valid columns appears with
@@ -347,7 +347,7 @@ def test_full_sampling_distribution_equals_reference_over_all_permutations(rewar
                      np.stack(draws))
 
 
-# N = 10 takes the pairwise-rank path, N = 80 the sort path (PAIRWISE_MAX_N = 64).
+# Two widths, N = 10 and N = 80 (once two code paths; one now, checked at both sizes).
 @pytest.mark.parametrize("N", [10, 80])
 def test_full_sampling_equals_reference_for_the_split_it_made(N):
   # With distinct rewards, distinct groups have distinct maxima and so distinct
@@ -380,7 +380,7 @@ def test_full_sampling_equals_reference_for_the_split_it_made(N):
 
 
 def test_full_sampling_split_is_uniform_on_the_sort_path():
-  # N = 80 > PAIRWISE_MAX_N (the brute-force test above covers the pairwise path). Over
+  # N = 80 (the brute-force test above covers a small width). Over
   # many problems with the same 78 valid rollouts, k = 4 (19 groups, 2 left over), two
   # valid rollouts share a group with probability g k (k - 1) / (n (n - 1)) (of the
   # n (n - 1) ordered position pairs, g k (k - 1) lie in one group), and one is left
@@ -415,7 +415,7 @@ def test_full_sampling_split_depends_on_the_key():
   assert not np.array_equal(a1, a2)
 
 
-# (rewards, valid, k, num_groups, reduce, rows); k = 17 > FLOYD_MAX_K takes the top_k path.
+# (rewards, valid, k, num_groups, reduce, rows); k = 17 is a large group.
 BOOTSTRAP_CASES = [
     ([0.3, -1.0, 2.0, np.nan, 0.9], [1, 1, 1, 0, 1], 2, 2, "sum", 7200),  # 36 draws
     ([0.3, -1.0, 2.0, np.nan, 0.9], [1, 1, 1, 0, 1], 2, 2, "mean", 7200),

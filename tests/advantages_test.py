@@ -20,7 +20,7 @@ B, N = 6, 8
 DETERMINISTIC = {
     "grpo": {}, "dr_grpo": {}, "rloo": {}, "passk_analytical": {"k": 3},
     "passk_combination": {"k": 3}, "passk_exceeding": {"k": 3}, "pkpo": {"k": 3},
-    "bbg": {"K": 16, "tau": 0.2},
+    "bbg": {"k": 16, "tau": 0.2}, "grpo_passk": {},
 }
 PASSK_FAMILY = ["passk_analytical", "passk_combination", "passk_exceeding", "pkpo",
                 "adaptive_entropy", "bbg", "grpo", "dr_grpo", "rloo"]
@@ -54,10 +54,10 @@ NON_DEFAULT = [
     ("passk_combination", {"k": 3, "ddof": 1}),
     ("passk_exceeding", {"k": 2, "log_base": 10.0}),
     ("adaptive_entropy", {"k": 2, "ddof": 1, "fraction": 0.3}),
-    ("bbg", {"K": 8, "tau": 0.3, "alpha": 2.0, "beta": 0.5, "zero_success_coef": 0.3,
+    ("bbg", {"k": 8, "tau": 0.3, "alpha": 2.0, "beta": 0.5, "zero_success_coef": 0.3,
              "base": "rloo"}),
-    ("bbg", {"K": 32, "tau": 0.0, "alpha": 0.5, "beta": 3.0, "base": "dr_grpo"}),
-    ("bbg", {"K": 4, "tau": 0.4, "base": "grpo", "ddof": 1}),
+    ("bbg", {"k": 32, "tau": 0.0, "alpha": 0.5, "beta": 3.0, "base": "dr_grpo"}),
+    ("bbg", {"k": 4, "tau": 0.4, "base": "grpo", "ddof": 1}),
 ]
 
 
@@ -73,7 +73,7 @@ def test_non_default_parameters_match_per_problem_reference(name, params):
   if name == "bbg":
     # The utility by its definition, the posterior mean of d Pass@K / dp = K (1 - p)^(K-1)
     # under Beta(m + alpha, n - m + beta), integrated numerically (scipy quad).
-    K, alpha, beta = params["K"], params.get("alpha", 1.0), params.get("beta", 1.0)
+    K, alpha, beta = params["k"], params.get("alpha", 1.0), params.get("beta", 1.0)
     m_B, n_B = np.asarray(info["num_pos"]), np.asarray(info["num_valid"])
     for m, n in set(zip(m_B[n_B > 0].tolist(), n_B[n_B > 0].tolist())):
       post = scipy.stats.beta(m + alpha, n - m + beta)
@@ -127,7 +127,7 @@ def test_bbg_weights_gating_and_zero_success():
   # closed form for m = 1: n / (n + K - 1); m = 2: n (n-1) / ((n+K-1)(n+K-2)).
   n, K = 8, 256
   r = (np.arange(n)[None, :] < np.array([0, 1, 2, 8])[:, None]).astype(np.float32)
-  adv, info = advantages.compute("bbg", r, K=K, tau=0.01, zero_success_coef=0.25)
+  adv, info = advantages.compute("bbg", r, k=K, tau=0.01, zero_success_coef=0.25)
   w1, w2 = n / (n + K - 1), n * (n - 1) / ((n + K - 1) * (n + K - 2))
   w8 = math.exp(math.lgamma(K) + math.lgamma(n + 1) - math.lgamma(n + K))  # m = n
   # float32 lgamma near 264 is ~1.2e3, so log weights carry ~1e-4 absolute error.
@@ -286,3 +286,67 @@ def test_rewards_closer_than_float32_tiny_count_as_equal():
     assert np.all(adv[:2] == 0) and np.all(want[:2] == 0), name
     np.testing.assert_allclose(adv, want, rtol=1e-5, atol=1e-30)
   assert advantages.dynamic_sampling_mask(r).tolist() == [False, False, True]
+
+
+# Peer conventions, each against values worked out by hand.
+
+
+def test_grpo_eps_is_added_to_the_group_std():
+  # r = (1, 0, 0, 0): mean 1/4; ddof 1: var = (3/4)^2 + 3 (1/4)^2) / 3 = 1/4, std 1/2.
+  r = np.array([[1, 0, 0, 0]], np.float32)
+  for eps in (1e-6, 1e-4):  # verl / Tunix, TRL
+    adv, _ = advantages.compute("grpo", r, ddof=1, eps=eps)
+    np.testing.assert_allclose(adv[0], np.array([0.75, -0.25, -0.25, -0.25]) / (0.5 + eps),
+                               rtol=1e-6)
+  # eps does not revive a constant group.
+  adv, _ = advantages.compute("grpo", np.ones((1, 4), np.float32), ddof=1, eps=1e-4)
+  assert np.all(np.asarray(adv) == 0)
+
+
+def test_grpo_batch_scale_divides_by_the_std_of_the_whole_batch():
+  # Valid rewards {1, 0 | 1, 1, 1}: batch mean 4/5, ddof 1 var = (4 (1/5)^2 + (4/5)^2) / 4
+  # = 1/5. Problem 0 is centred on its own mean 1/2; problem 1 is constant: 0.
+  r = np.array([[1, 0, 7], [1, 1, 1]], np.float32)
+  v = np.array([[1, 1, 0], [1, 1, 1]], bool)
+  adv, _ = advantages.compute("grpo", r, v, ddof=1, eps=1e-4, scale="batch")
+  std = math.sqrt(1 / 5)
+  np.testing.assert_allclose(adv, [[0.5 / (std + 1e-4), -0.5 / (std + 1e-4), 0], [0, 0, 0]],
+                             rtol=1e-6)
+  adv0, _ = advantages.compute("grpo", r, v, scale="batch")  # ddof 0: var = 4/25
+  np.testing.assert_allclose(adv0[0, :2], [0.5 / 0.4, -0.5 / 0.4], rtol=1e-6)
+  with pytest.raises(ValueError, match="scale must be one of"):
+    advantages.compute("grpo", r, scale="token")
+
+
+def test_grpo_passk_pushes_only_the_best_response():
+  # Row 0: best 0.9 at column 1, second 0.7: gap 0.2; ddof-1 std of (0.2, 0.9, 0.5, 0.7):
+  # mean 0.575, squared deviations sum to 0.2675. Row 1: two tied maxima, gap 0. Row 2:
+  # the best valid reward (0.4) beats 0.1; the invalid 5.0 is ignored. Row 3: one valid.
+  r = np.array([[0.2, 0.9, 0.5, 0.7], [1, 0, 1, 0], [0.1, 5.0, 0.4, 0.1],
+                [0.3, 0, 0, 0]], np.float32)
+  v = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], [1, 0, 0, 0]], bool)
+  adv, _ = advantages.compute("grpo_passk", r, v)
+  std0 = math.sqrt(0.2675 / 3)
+  std2 = float(np.std([0.1, 0.4, 0.1], ddof=1))  # 0.1732...
+  want = np.zeros((4, 4))
+  want[0, 1], want[2, 2] = 0.2 / std0, 0.3 / std2
+  np.testing.assert_allclose(adv, want, rtol=2e-6, atol=1e-7)
+  raw, _ = advantages.compute("grpo_passk", r, v, normalize=False)
+  want_raw = np.zeros((4, 4))
+  want_raw[0, 1], want_raw[2, 2] = 0.2, 0.3
+  np.testing.assert_allclose(raw, want_raw, rtol=2e-6, atol=1e-7)
+  verl, _ = advantages.compute("grpo_passk", r, v, eps=1e-6)
+  np.testing.assert_allclose(verl[0, 1], 0.2 / (std0 + 1e-6), rtol=2e-6)
+
+
+def test_bbg_K_still_works_with_a_deprecation_warning():
+  r, v, _ = _batch(7)
+  with pytest.warns(DeprecationWarning, match="'K' is renamed 'k'"):
+    old, _ = advantages.compute("bbg", r, v, K=16)
+  new, _ = advantages.compute("bbg", r, v, k=16)
+  np.testing.assert_array_equal(old, new)
+  with pytest.warns(DeprecationWarning):
+    fn = advantages.from_config({"name": "bbg", "K": 16})
+  np.testing.assert_array_equal(fn(r, v)[0], new)
+  with pytest.raises(ValueError, match="both 'K'"):
+    advantages.compute("bbg", r, v, K=16, k=16)

@@ -84,8 +84,8 @@ def test_generated_problems_are_solvable():
 
 
 def test_answer_key_and_prompts():
-  assert TASK.answer_key("<answer> (3 + 3) * 4 </answer>") == "(3+3)*4"
-  assert TASK.answer_key("<answer>   </answer>") is None
+  assert TASK.normalized_answer("<answer> (3 + 3) * 4 </answer>") == "(3+3)*4"
+  assert TASK.normalized_answer("<answer>   </answer>") is None
   assert TASK.prompt_text(EX) == "numbers: 3 3 8 8\ntarget: 24\nexpression:"
   assert "[3, 3, 8, 8]" in TASK.messages(EX)[0]["content"]
 

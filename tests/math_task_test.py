@@ -105,7 +105,7 @@ def test_malformed_example_scores_zero(pool):
 def test_long_answer_not_sent():
   assert TASK.candidate("\\boxed{" + "1" * 1001 + "}") is None
   assert TASK.candidate("\\boxed{" + "1" * 1000 + "}") == "1" * 1000
-  assert TASK.answer_key("so \\boxed{ \\frac{1}{2} }") == "\\frac{1}{2}"
+  assert TASK.normalized_answer("so \\boxed{ \\frac{1}{2} }") == "\\frac{1}{2}"
 
 
 def test_single_verify_uses_default_pool():

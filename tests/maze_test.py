@@ -76,8 +76,8 @@ def test_reference_path_is_shortest_and_valid():
 
 
 def test_answer_key_and_prompts():
-  assert TASK.answer_key("<answer> d d r </answer>") == "DDR"
-  assert TASK.answer_key("no moves? 123") is None  # N, O, M, V, E, S: none is a move
+  assert TASK.normalized_answer("<answer> d d r </answer>") == "DDR"
+  assert TASK.normalized_answer("no moves? 123") is None  # N, O, M, V, E, S: none is a move
   assert TASK.prompt_text(EX) == GRID + "\nPath:"
   (msg,) = TASK.messages(EX)
   assert msg["role"] == "user"

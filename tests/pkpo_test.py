@@ -21,7 +21,13 @@ def _brute_force(f, k, baseline):
     for i in S:
       rest = [f[j] for j in S if j != i]
       s[i] += top - (max(rest) if (baseline == "loo_minus_one" and rest) else 0.0)
-  return s / math.comb(n, k)
+  s /= math.comb(n, k)
+  if baseline == "sloo" and n > k:
+    # Eq. 29: minus the mean over j != i of s_j on the n - 1 samples without i.
+    for i in range(n):
+      others = np.delete(f, i)
+      s[i] -= np.mean(_brute_force(others, k, "none"))
+  return s
 
 
 def test_matches_subset_brute_force_continuous_with_ties_and_masks():
@@ -119,7 +125,7 @@ def test_n1024_weights_exact():
 
 @pytest.mark.parametrize("N", [40, 80])
 def test_both_rank_paths_match_reference(N):
-  # N = 40 ranks by pairwise comparison, N = 80 by sorting (PAIRWISE_MAX_N = 64).
+  # N = 40 and N = 80 (once two rank paths, split at 64; one sort now).
   # reference.pkpo is itself checked against the subset brute force above.
   rng = np.random.default_rng(N)
   r = np.round(rng.normal(size=(6, N)), 1).astype(np.float32)  # ties
@@ -137,7 +143,7 @@ def test_both_rank_paths_match_reference(N):
 
 
 def test_rank_paths_agree_across_the_switch():
-  # 64 columns take the pairwise path; one more, masked, column takes the sort path.
+  # 64 columns and 65 (once two rank paths, split at 64): one masked column changes nothing.
   rng = np.random.default_rng(7)
   r = np.round(rng.normal(size=(8, 64)), 1).astype(np.float32)
   v = rng.random((8, 64)) < 0.9
@@ -147,3 +153,36 @@ def test_rank_paths_agree_across_the_switch():
     a64, _ = advantages.compute("pkpo", r, v, k=4, baseline=baseline)
     a65, _ = advantages.compute("pkpo", r65, v65, k=4, baseline=baseline)
     np.testing.assert_allclose(a65[:, :64], a64, rtol=1e-5, atol=1e-7)
+
+
+def test_sloo_matches_subset_brute_force_and_binary_closed_form():
+  # Continuous rewards with ties and masks, against the brute force over subsets.
+  rng = np.random.default_rng(11)
+  r = np.round(rng.normal(size=(16, 7)), 1).astype(np.float32)
+  v = rng.random((16, 7)) < 0.85
+  v[:, :4] = True
+  for k in (1, 2, 3):
+    adv, _ = advantages.compute("pkpo", r, v, k=k, baseline="sloo")
+    for b in range(16):
+      f = r[b][v[b]].astype(np.float64)
+      want = _brute_force(f, k, "sloo") if len(f) >= k else np.zeros(len(f))
+      np.testing.assert_allclose(np.asarray(adv)[b][v[b]], want, rtol=1e-5, atol=1e-6,
+                                 err_msg=f"k={k} row {b}")
+  # Binary, by hand: a correct sample's s is k/n and the others' max@k estimate is
+  # 1 - C(n-c, k) / C(n-1, k); a wrong one's s is (k/n) (1 - C(n-c-1, k-1) / C(n-1, k-1))
+  # and the others' estimate 1 - C(n-1-c, k) / C(n-1, k). a = s - k / (n-1) * estimate.
+  N, k = 10, 3
+  r = (np.arange(N)[None, :] < np.arange(N + 1)[:, None]).astype(np.float32)
+  adv, _ = advantages.compute("pkpo", r, k=k, baseline="sloo")
+  for c in range(N + 1):
+    if c > 0:
+      rho = 1 - math.comb(N - c, k) / math.comb(N - 1, k)
+      np.testing.assert_allclose(adv[c, 0], k / N - k / (N - 1) * rho, rtol=1e-5, atol=1e-7)
+    if c < N:
+      s = k / N * (1 - math.comb(N - c - 1, k - 1) / math.comb(N - 1, k - 1))
+      rho = 1 - math.comb(N - 1 - c, k) / math.comb(N - 1, k)
+      np.testing.assert_allclose(adv[c, -1], s - k / (N - 1) * rho, rtol=1e-5, atol=1e-7)
+  # n = k: no k-subset of the others, so sloo is the unbaselined s.
+  r = np.array([[0.5, 0.1, 0.9]], np.float32)
+  np.testing.assert_allclose(advantages.compute("pkpo", r, k=3, baseline="sloo")[0],
+                             advantages.compute("pkpo", r, k=3, baseline="none")[0], rtol=1e-6)

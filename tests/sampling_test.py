@@ -50,19 +50,19 @@ def test_logprobs_match_teacher_forced(tiny_params, controls):
   tokens, mask = _prompts()
   out = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(3), num_samples=2,
                         max_new_tokens=12, eos_ids=(), **controls)
-  assert out.tokens.shape == (4, 12) and bool(jnp.all(out.mask == 1))
+  assert out.tokens_RxT.shape == (4, 12) and bool(jnp.all(out.mask_RxT == 1))
   for r in range(4):
     b = r // 2  # problem-major rows
-    gen = np.asarray(out.tokens[r])
+    gen = np.asarray(out.tokens_RxT[r])
     lp, ent, logits = _teacher_forced(tiny_params, TINY, tokens[b][mask[b] == 1], gen)
-    np.testing.assert_allclose(np.asarray(out.logprobs[r]), lp, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(out.entropy[r]), ent, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.logprobs_RxT[r]), lp, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.entropy_RxT[r]), ent, atol=1e-4)
     # Sampling distribution: temperature, then top-k, then top-p, in float64.
     z = logits / controls.get("temperature", 1.0)
     keep = _allowed_sets(z, controls.get("top_k", 0), controls.get("top_p", 1.0))
     z = np.where(keep, z, -np.inf)
     ref = z[np.arange(12), gen] - np.log(np.sum(np.exp(z - z.max(1, keepdims=True)), 1)) - z.max(1)
-    np.testing.assert_allclose(np.asarray(out.sampling_logprobs[r]), ref, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.sampling_logprobs_RxT[r]), ref, atol=1e-4)
 
 
 def _allowed_sets(z_TxV, top_k, top_p):
@@ -91,10 +91,10 @@ def test_greedy_is_argmax_of_teacher_forced(tiny_params):
                         max_new_tokens=16, greedy=True, eos_ids=())
   for r in range(4):
     b = r // 2
-    gen = np.asarray(out.tokens[r])
+    gen = np.asarray(out.tokens_RxT[r])
     _, _, logits = _teacher_forced(tiny_params, TINY, tokens[b][mask[b] == 1], gen)
     np.testing.assert_array_equal(gen, logits.argmax(1))
-  assert float(jnp.abs(out.sampling_logprobs).max()) == 0.0  # a point mass
+  assert float(jnp.abs(out.sampling_logprobs_RxT).max()) == 0.0  # a point mass
 
 
 def test_first_token_distribution_chi_square(tiny_params):
@@ -112,7 +112,7 @@ def test_first_token_distribution_chi_square(tiny_params):
   def pvalue(temperature):
     out = sampling.sample(tiny_params, TINY, prompt, np.ones_like(prompt), jax.random.PRNGKey(7),
                           num_samples=n, max_new_tokens=1, temperature=temperature, eos_ids=())
-    counts = np.bincount(np.asarray(out.tokens[:, 0]), minlength=TINY.vocab_size)
+    counts = np.bincount(np.asarray(out.tokens_RxT[:, 0]), minlength=TINY.vocab_size)
     expected = n * p
     big = expected >= 5  # pool the rare tokens into one bin, as chi-square needs
     obs, exp = counts[big], expected[big]
@@ -130,9 +130,9 @@ def test_top_k_top_p_never_leave_their_set(tiny_params, top_k, top_p):
   tokens, mask = _prompts()
   out = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(11), num_samples=64,
                         max_new_tokens=6, top_k=top_k, top_p=top_p, eos_ids=())
-  for r in range(out.tokens.shape[0]):
+  for r in range(out.tokens_RxT.shape[0]):
     b = r // 64
-    gen = np.asarray(out.tokens[r])
+    gen = np.asarray(out.tokens_RxT[r])
     _, _, logits = _teacher_forced(tiny_params, TINY, tokens[b][mask[b] == 1], gen)
     keep = _allowed_sets(logits, top_k, top_p)
     assert keep[np.arange(6), gen].all(), f"row {r} left the allowed set"
@@ -178,7 +178,7 @@ def test_eos_stops_rows_independently(tiny_params):
   tokens, mask = _prompts()
   kw = dict(num_samples=3, max_new_tokens=20, temperature=1.0)
   ref = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(5), eos_ids=(), **kw)
-  ref_tok = np.asarray(ref.tokens)
+  ref_tok = np.asarray(ref.tokens_RxT)
   eos = int(ref_tok[0, 4])
   pad = 1
   out = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(5), eos_ids=(eos,),
@@ -187,14 +187,14 @@ def test_eos_stops_rows_independently(tiny_params):
   assert any(len(h) == 0 for h in hits) or len({h[0] for h in hits}) > 1  # rows differ
   for r, h in enumerate(hits):
     n = h[0] + 1 if len(h) else 20
-    np.testing.assert_array_equal(np.asarray(out.tokens[r, :n]), ref_tok[r, :n])
-    assert (np.asarray(out.tokens[r, n:]) == pad).all()
-    np.testing.assert_array_equal(np.asarray(out.mask[r]), np.arange(20) < n)
-    for field in (out.logprobs, out.sampling_logprobs, out.entropy):
+    np.testing.assert_array_equal(np.asarray(out.tokens_RxT[r, :n]), ref_tok[r, :n])
+    assert (np.asarray(out.tokens_RxT[r, n:]) == pad).all()
+    np.testing.assert_array_equal(np.asarray(out.mask_RxT[r]), np.arange(20) < n)
+    for field in (out.logprobs_RxT, out.sampling_logprobs_RxT, out.entropy_RxT):
       assert (np.asarray(field[r, n:]) == 0).all()
-    np.testing.assert_allclose(np.asarray(out.logprobs[r, :n]), np.asarray(ref.logprobs[r, :n]),
+    np.testing.assert_allclose(np.asarray(out.logprobs_RxT[r, :n]), np.asarray(ref.logprobs_RxT[r, :n]),
                                atol=1e-5)
-    assert int(out.lengths[r]) == n and bool(out.finished[r]) == bool(len(h))
+    assert int(out.lengths_R[r]) == n and bool(out.finished_R[r]) == bool(len(h))
 
 
 def test_same_key_same_tokens_and_bucketing(tiny_params):
@@ -207,9 +207,9 @@ def test_same_key_same_tokens_and_bucketing(tiny_params):
   before = sampling._prefill._cache_size()
   b = sampling.sample(tiny_params, TINY, wide_t, wide_m, jax.random.PRNGKey(1), **kw)
   assert sampling._prefill._cache_size() == before  # no new program
-  np.testing.assert_array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+  np.testing.assert_array_equal(np.asarray(a.tokens_RxT), np.asarray(b.tokens_RxT))
   c = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(2), **kw)
-  assert not np.array_equal(np.asarray(a.tokens), np.asarray(c.tokens))
+  assert not np.array_equal(np.asarray(a.tokens_RxT), np.asarray(c.tokens_RxT))
   buckets = [sampling.bucket_length(n) for n in (3, 16, 17, 25, 33, 48, 49, 97, 129)]
   assert buckets == [16, 16, 24, 32, 48, 48, 64, 128, 192]
 
@@ -223,10 +223,10 @@ def test_sharded_equals_single_device(tiny_params):
   kw = dict(num_samples=4, max_new_tokens=10, top_p=0.9, top_k=20, eos_ids=(2,))
   one = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(4), **kw)
   many = sampling.sample(sharded, TINY, tokens, mask, jax.random.PRNGKey(4), mesh=mesh, **kw)
-  assert len(many.tokens.sharding.device_set) == 8
-  np.testing.assert_array_equal(np.asarray(one.tokens), np.asarray(many.tokens))
-  np.testing.assert_array_equal(np.asarray(one.mask), np.asarray(many.mask))
-  np.testing.assert_allclose(np.asarray(one.logprobs), np.asarray(many.logprobs), atol=1e-5)
+  assert len(many.tokens_RxT.sharding.device_set) == 8
+  np.testing.assert_array_equal(np.asarray(one.tokens_RxT), np.asarray(many.tokens_RxT))
+  np.testing.assert_array_equal(np.asarray(one.mask_RxT), np.asarray(many.mask_RxT))
+  np.testing.assert_allclose(np.asarray(one.logprobs_RxT), np.asarray(many.logprobs_RxT), atol=1e-5)
 
 
 def test_bad_inputs_raise(tiny_params):
@@ -291,19 +291,19 @@ def test_greedy_equals_transformers_generate(smollm):
   ref = ref[:, tokens.shape[1]:].numpy()
   # transformers stops when every row has ended; the rest is padding.
   ref = np.pad(ref, ((0, 0), (0, t_new - ref.shape[1])), constant_values=cfg.pad_id)
-  got = np.asarray(out.tokens)
+  got = np.asarray(out.tokens_RxT)
   np.testing.assert_array_equal(got, ref)
-  assert int(np.asarray(out.lengths).max()) == t_new  # at least one row ran all 64 tokens
+  assert int(np.asarray(out.lengths_R).max()) == t_new  # at least one row ran all 64 tokens
 
   # Log-probabilities of the decoded tokens against one teacher-forced forward pass.
   for r in range(len(_QUESTIONS)):
-    n = int(out.lengths[r])
+    n = int(out.lengths_R[r])
     lp, _, logits = _teacher_forced(params, cfg, tokens[r][mask[r] == 1], got[r, :n])
-    np.testing.assert_allclose(np.asarray(out.logprobs[r, :n]), lp, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.logprobs_RxT[r, :n]), lp, atol=1e-4)
     # Entropy sums over 49152 tokens, so it amplifies the float32 difference
     # between cached and uncached logits: measured ~2.4e-4 against the float64
     # entropy of the teacher-forced logits (the tiny-model tests hold 1e-4).
     z = logits - logits.max(1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
     ent64 = -np.sum(p * np.log(np.maximum(p, 1e-300)), axis=1)
-    np.testing.assert_allclose(np.asarray(out.entropy[r, :n]), ent64, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(out.entropy_RxT[r, :n]), ent64, atol=1e-3)

@@ -283,7 +283,7 @@ _CRASH = textwrap.dedent("""
     ckpt = checkpointing.Checkpointer(sys.argv[1], keep=3, async_save=True)
     state = {"w": jnp.full((2048, 2048), 1.0)}
     ckpt.save(1, state, jnp.zeros(2, jnp.uint32), {"rl_step": 1})
-    ckpt.wait()
+    ckpt._mngr.wait_until_finished()  # step 1 complete before step 2 starts
     ckpt.save(2, {"w": jnp.full((2048, 2048), 2.0)}, jnp.zeros(2, jnp.uint32), {"rl_step": 2})
     os._exit(0)  # killed while step 2 is being written in the background
 """)

@@ -65,7 +65,7 @@ def _check_in_process(task, responses, example):
     for r in responses:
       start = time.perf_counter()
       score = task.verify(r, example)
-      key = task.answer_key(r)
+      key = task.normalized_answer(r)
       took = time.perf_counter() - start
       assert type(score) is float and 0.0 <= score <= 1.0, (r[:100], score)
       assert key is None or isinstance(key, str)

@@ -27,6 +27,7 @@ estimators, not in {0, 1}, gets NaN advantages so the error cannot pass silently
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,6 +60,19 @@ def _estimator(name: str) -> _common.Estimator:
   if name not in REGISTRY:
     raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(names())}")
   return REGISTRY[name]
+
+
+def _renamed(est: _common.Estimator, params: Mapping[str, Any]) -> dict[str, Any]:
+  """`params` with deprecated parameter names replaced by their new ones (with a warning)."""
+  params = dict(params)
+  for old, new in est.renamed.items():
+    if old in params:
+      if new in params:
+        raise ValueError(f"{est.name}: got both {old!r} (deprecated) and {new!r}")
+      warnings.warn(f"{est.name}: parameter {old!r} is renamed {new!r}; {old!r} will be "
+                    "removed in the next release", DeprecationWarning, stacklevel=3)
+      params[new] = params.pop(old)
+  return params
 
 
 def _params(est: _common.Estimator, params: Mapping[str, Any], N: int) -> dict[str, Any]:
@@ -108,7 +122,7 @@ def compute(name: str, rewards_BxN: Any, valid_BxN: Any = None, **params: Any
     raise ValueError(f"{name}: rewards_BxN must be numeric, got {rewards_BxN.dtype}")
   rewards_BxN = rewards_BxN.astype(np.float32)
   B, N = rewards_BxN.shape
-  full = _params(est, params, N)
+  full = _params(est, _renamed(est, params), N)
   if valid_BxN is None:
     valid_BxN = xp.ones((B, N), bool)
   valid_BxN = xp.asarray(valid_BxN)
@@ -144,14 +158,14 @@ def _run(name, frozen, rewards_BxN, valid_BxN, key, entropy_BxN):
   B, _ = rewards_BxN.shape
   # The estimator never sees a non-finite value; flagged problems become NaN below.
   clean_BxN = jnp.where(jnp.isfinite(rewards_BxN), rewards_BxN, 0.0)
-  # Counted once, in one pass, and handed to the estimator.
+  # Counted once and handed to the estimator.
   counts = _common.row_counts(rewards_BxN, valid_BxN, _bad_entries(est, rewards_BxN))
   num_pos_B, num_valid_B, num_bad_B = counts
   easy_threshold = full.pop("easy_threshold")
   adv_BxN, info = est.fn(clean_BxN, valid_BxN, key=key, entropy_BxN=entropy_BxN,
                          counts=counts, **full)
   info = dict(info)
-  mean_B = _common.masked_mean(clean_BxN, valid_BxN, num_valid_B)
+  mean_B = _common.masked_mean(clean_BxN, valid_BxN)
   loss_mask_BxN = info.pop("loss_mask_BxN", valid_BxN)
   easy_B = jnp.zeros((B,), bool)
   if easy_threshold is not None:
@@ -176,6 +190,7 @@ def from_config(config: Any) -> Callable[..., tuple[jax.Array, dict[str, jax.Arr
     raise ValueError(f"advantage config needs a 'name'; got keys {sorted(block)}")
   name = block.pop("name")
   est = _estimator(name)
+  block = _renamed(est, block)
   _params(est, block, sys.maxsize)
 
   def fn(rewards_BxN, valid_BxN=None, key=None, entropy_BxN=None):
@@ -197,7 +212,7 @@ def dynamic_sampling_mask(rewards_BxN: Any, valid_BxN: Any = None) -> jax.Array:
                else jnp.asarray(valid_BxN, bool))
   if valid_BxN.shape != rewards_BxN.shape:
     raise ValueError(f"valid_BxN shape {valid_BxN.shape} != rewards shape {rewards_BxN.shape}")
-  return ~_common.is_constant(rewards_BxN, valid_BxN)
+  return _common.varies(rewards_BxN, valid_BxN)
 
 
 __all__ = ["compute", "names", "from_config", "dynamic_sampling_mask"]

@@ -11,79 +11,46 @@ GRPO-normalized over groups, averaged over the groups containing a response):
     A_neg = (1 - R - q) / sig = -(n_pos / n) q / sig,   q = C(n_neg-1, k-1) / C(n-1, k-1)
 
 The second form of A_neg uses C(n_neg, k) / C(n, k) = (n_neg / n) q and avoids
-the cancellation in 1 - R - q. Ratios are products of O(1) factors, summed in
-log space. All of it depends on (n, n_pos) alone, so it is tabulated once per
-(k, N) in float64 (`_analytical_table`) and looked up per problem: exact to
-float32 rounding at n = 1024, k = 512, and no [B, N] pass of log1p terms.
+the cancellation in 1 - R - q. Both ratios come from `binomial.log_comb_ratio`
+and stay in log space: at n = 1024 the advantages reach 1e-20 while 1 - R
+(their square, roughly) is below float32's smallest normal number.
 """
 
-import functools
 import math
 
 import jax.numpy as jnp
-import numpy as np
 
+from rlvr_jax import binomial
 from rlvr_jax.advantages import _common
 from rlvr_jax.advantages._common import register
 
 
-def _log_comb_ratio_table(k: int, N: int) -> np.ndarray:
-  """[N + 1, N + 1] float64: log(C(n - c, k) / C(n, k)) at [n, c]; -inf where n - c < k.
-
-  The product form of `metrics.log_comb_ratio`, C(n - c, k) / C(n, k) =
-  prod_{j < c} (1 - k / (n - j)): a cumulative sum of log1p terms.
-  """
-  n_Nx1 = np.arange(N + 1)[:, None]
-  j_1xN = np.arange(N + 1)[None, :]
-  # log of factor j, 1 - k / (n - j); only factors with n - j > k are ever used.
-  with np.errstate(divide="ignore", invalid="ignore"):
-    term_NxN = np.where(n_Nx1 - j_1xN > k, np.log1p(-k / np.maximum(n_Nx1 - j_1xN, 1)), 0.0)
-  log_ratio_NxN = np.cumsum(term_NxN, axis=1) - term_NxN   # at [n, c]: sum over j < c
-  return np.where(n_Nx1 - j_1xN >= k, log_ratio_NxN, -np.inf)
-
-
-@functools.lru_cache(maxsize=32)
-def _analytical_table(k: int, N: int) -> np.ndarray:
-  """[3, N + 1, N + 1] float32: A_pos, A_neg and R at [:, n_valid, n_pos].
-
-  They depend on two integers in [0, N] only, so they are tabulated once per
-  (k, N) in float64 and each problem looks its values up: no [B, N] pass of
-  log1p terms at run time. Inactive problems (see `_analytical_rows`) get 0.
-  """
-  n_Nx1 = np.arange(N + 1, dtype=np.float64)[:, None]
-  c_1xN = np.arange(N + 1, dtype=np.float64)[None, :]
-  active_NxN = (c_1xN > 0) & (n_Nx1 - c_1xN >= k) & (n_Nx1 >= k)
-  log_ratio_NxN = _log_comb_ratio_table(k, N)                            # log(1 - R)
-  log_q_NxN = np.pad(_log_comb_ratio_table(k - 1, N)[:-1], ((1, 0), (0, 0)),
-                     constant_values=-np.inf)                            # at n - 1
-  with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-    r_NxN = -np.expm1(log_ratio_NxN)
-    # Log space throughout: at n = 1024 the advantages reach 1e-20 while 1 - R
-    # (their square, roughly) is below float32's smallest normal number.
-    log_sig_NxN = 0.5 * (np.log(r_NxN) + log_ratio_NxN)
-    a_pos_NxN = np.exp(log_ratio_NxN - log_sig_NxN)
-    a_neg_NxN = -np.exp(np.log(c_1xN / n_Nx1) + log_q_NxN - log_sig_NxN)
-  r_out_NxN = np.where(n_Nx1 - c_1xN < k, (n_Nx1 >= k) * 1.0, r_NxN)
-  r_out_NxN = np.where((c_1xN > 0) & (c_1xN <= n_Nx1), r_out_NxN, 0.0)
-  table = np.stack([np.where(active_NxN, a_pos_NxN, 0.0), np.where(active_NxN, a_neg_NxN, 0.0),
-                    r_out_NxN])
-  return table.astype(np.float32)
-
-
-def _analytical_rows(rewards_BxN, k, counts):
-  """(A_pos_B, A_neg_B, info) of passk_analytical, looked up by (n_valid, n_pos).
+def analytical_rows(k, counts, N):
+  """(A_pos_B, A_neg_B, info) of passk_analytical, per problem.
 
   Problems without a correct response, with n_neg < k, or with fewer than k
-  valid rollouts get A_pos = A_neg = 0 (sig = 0 or too few rollouts).
+  valid rollouts get A_pos = A_neg = 0 (sig = 0, or too few rollouts).
   """
-  a_pos_B, a_neg_B, r_B = (_common.lookup(t_NxN, counts)
-                           for t_NxN in _analytical_table(k, rewards_BxN.shape[1]))
-  return a_pos_B, a_neg_B, {"group_reward": r_B, "too_few_valid": counts.num_valid_B < k}
+  c_B, n_B = counts.num_pos_B, counts.num_valid_B
+  log_ratio_B = binomial.log_comb_ratio(n_B, c_B, k, N)          # log(1 - R)
+  log_q_B = binomial.log_comb_ratio(n_B - 1, c_B, k - 1, N)
+  r_B = -jnp.expm1(log_ratio_B)
+  active_B = (c_B > 0) & (n_B - c_B >= k)                         # implies n >= k
+  safe_r_B = jnp.where(active_B, r_B, 1.0)
+  safe_log_ratio_B = jnp.where(active_B, log_ratio_B, 0.0)
+  log_sig_B = 0.5 * (jnp.log(safe_r_B) + safe_log_ratio_B)
+  a_pos_B = jnp.exp(safe_log_ratio_B - log_sig_B)
+  a_neg_B = -jnp.exp(jnp.log(jnp.maximum(c_B, 1.0) / jnp.maximum(n_B, 1.0))
+                     + jnp.where(active_B, log_q_B, 0.0) - log_sig_B)
+  enough_B = n_B >= k
+  info = {"group_reward": jnp.where(enough_B & (c_B > 0), r_B, 0.0),
+          "too_few_valid": ~enough_B}
+  return jnp.where(active_B, a_pos_B, 0.0), jnp.where(active_B, a_neg_B, 0.0), info
 
 
-def _analytical_adv(rewards_BxN, valid_BxN, k, counts):
-  a_pos_B, a_neg_B, info = _analytical_rows(rewards_BxN, k, counts)
-  return _common.binary_blend(rewards_BxN, valid_BxN, a_pos_B, a_neg_B), info
+def _analytical(rewards_BxN, valid_BxN, k, counts):
+  a_pos_B, a_neg_B, info = analytical_rows(k, counts, rewards_BxN.shape[1])
+  return _common.by_reward(rewards_BxN, valid_BxN, a_pos_B, a_neg_B), info
 
 
 def _check_k_ddof(params, N):
@@ -95,21 +62,17 @@ def _check_k_ddof(params, N):
           check=_common.check_k)
 def passk_analytical(rewards_BxN, valid_BxN, *, k, counts, **_):
   """Exact expected bootstrap advantage of Pass@k training (paper Eqs. 11-15)."""
-  return _analytical_adv(rewards_BxN, valid_BxN, k, counts)
+  return _analytical(rewards_BxN, valid_BxN, k, counts)
 
 
 @register("passk_combination", defaults={"k": None, "ddof": 0}, domain="binary",
           check=_check_k_ddof)
 def passk_combination(rewards_BxN, valid_BxN, *, k, ddof, counts, **_):
   """A = (n_pos / n) A_passk + (1 - n_pos / n) A_grpo (paper Eq. 18)."""
-  # Both terms are per-problem closed forms for binary rewards: mix them per row.
-  pos_k_B, neg_k_B, info = _analytical_rows(rewards_BxN, k, counts)
-  pos_1_B, neg_1_B = _common.binary_baseline("grpo", counts, rewards_BxN.shape[1], ddof)
-  num_pos_B, num_valid_B, _ = counts
-  acc_B = num_pos_B / jnp.maximum(num_valid_B, 1.0)
-  pos_B = acc_B * pos_k_B + (1.0 - acc_B) * pos_1_B
-  neg_B = acc_B * neg_k_B + (1.0 - acc_B) * neg_1_B
-  return _common.binary_blend(rewards_BxN, valid_BxN, pos_B, neg_B), info
+  a_passk_BxN, info = _analytical(rewards_BxN, valid_BxN, k, counts)
+  a_grpo_BxN = _common.standardize(rewards_BxN, valid_BxN, ddof)
+  acc_Bx1 = (counts.num_pos_B / jnp.maximum(counts.num_valid_B, 1.0))[:, None]
+  return acc_Bx1 * a_passk_BxN + (1.0 - acc_Bx1) * a_grpo_BxN, info
 
 
 def _check_exceeding(params, N):
@@ -127,11 +90,10 @@ def passk_exceeding(rewards_BxN, valid_BxN, *, k, log_base, counts, **_):
   The paper does not name the log's base; natural log (default) makes f(1) ~ 1.
   Problems with n_pos = 0 have zero Pass@k advantage, so f is not needed there.
   """
-  adv_BxN, info = _analytical_adv(rewards_BxN, valid_BxN, k, counts)
-  num_pos_B = counts.num_pos_B
-  c_safe_B = jnp.maximum(num_pos_B, 1.0)
-  f_B = 0.4 * math.log(log_base) / jnp.log(c_safe_B + 0.5)
-  f_B = jnp.where(num_pos_B > 0, f_B, 0.0)
+  adv_BxN, info = _analytical(rewards_BxN, valid_BxN, k, counts)
+  c_B = counts.num_pos_B
+  f_B = jnp.where(c_B > 0, 0.4 * math.log(log_base) / jnp.log(jnp.maximum(c_B, 1.0) + 0.5),
+                  0.0)
   return adv_BxN * f_B[:, None], dict(info, scale=f_B)
 
 
@@ -152,14 +114,45 @@ def adaptive_entropy(rewards_BxN, valid_BxN, *, k, fraction, ddof, entropy_BxN, 
   so they get the Pass@1 (grpo) advantage; the rest get Pass@k (analytical).
   Ties are broken by problem index (stable sort).
   """
-  ent_B = _common.masked_mean(entropy_BxN, valid_BxN, counts.num_valid_B)
+  entropy_B = _common.masked_mean(entropy_BxN, valid_BxN)
   has_B = counts.num_valid_B > 0
-  num_high = jnp.floor(fraction * jnp.sum(has_B) + 0.5).astype(jnp.int32)
-  # Highest entropy first: smallest -entropy; problems without a valid rollout last.
-  high_B = has_B & _common.first_in_order(jnp.where(has_B, -ent_B, jnp.inf), num_high)
-  pos_k_B, neg_k_B, info = _analytical_rows(rewards_BxN, k, counts)
-  pos_1_B, neg_1_B = _common.binary_baseline("grpo", counts, rewards_BxN.shape[1], ddof)
-  pos_B = jnp.where(high_B, pos_1_B, pos_k_B)
-  neg_B = jnp.where(high_B, neg_1_B, neg_k_B)
-  adv_BxN = _common.binary_blend(rewards_BxN, valid_BxN, pos_B, neg_B)
-  return adv_BxN, dict(info, high_entropy=high_B, entropy=ent_B)
+  num_high = jnp.floor(fraction * jnp.sum(has_B) + 0.5)
+  # Highest entropy first; problems without a valid rollout last.
+  order_B = jnp.argsort(jnp.where(has_B, -entropy_B, jnp.inf), stable=True)
+  high_B = has_B & (_common.inverse_permutation(order_B[None])[0] < num_high)
+  a_passk_BxN, info = _analytical(rewards_BxN, valid_BxN, k, counts)
+  a_grpo_BxN = _common.standardize(rewards_BxN, valid_BxN, ddof)
+  adv_BxN = jnp.where(high_B[:, None], a_grpo_BxN, a_passk_BxN)
+  return adv_BxN, dict(info, high_entropy=high_B, entropy=entropy_B)
+
+
+def _check_grpo_passk(params, N):
+  _common.check_ddof(params, N)
+  _common.check_float(params, "eps", lo=0.0)
+  if not isinstance(params["normalize"], bool):
+    raise ValueError(f"normalize must be a bool, got {params['normalize']!r}")
+
+
+@register("grpo_passk", defaults={"ddof": 1, "eps": 0.0, "normalize": True}, domain="real",
+          check=_check_grpo_passk)
+def grpo_passk(rewards_BxN, valid_BxN, *, ddof, eps, normalize, **_):
+  """verl's grpo_passk (after arXiv 2503.19595): only a problem's best response is pushed.
+
+  A = r_max - r_second_max at the best valid response (the first one, if
+  several tie: their gap is 0 anyway), 0 elsewhere; with `normalize`, divided
+  by the problem's std + eps. verl uses ddof 1 (the default) and eps 1e-6.
+  Problems with fewer than 2 valid responses get 0 (verl raises).
+  """
+  N = rewards_BxN.shape[1]
+  masked_BxN = jnp.where(valid_BxN, rewards_BxN, -jnp.inf)
+  best_BxN = jnp.arange(N) == jnp.argmax(masked_BxN, axis=-1)[:, None]
+  if normalize:
+    # standardize is increasing in r, so its gap between the top two is
+    # (r_max - r_second) / (std + eps) in reward units.
+    masked_BxN = jnp.where(valid_BxN, _common.standardize(rewards_BxN, valid_BxN, ddof, eps),
+                           -jnp.inf)
+  top_B = jnp.max(masked_BxN, axis=-1)
+  second_B = jnp.max(jnp.where(best_BxN, -jnp.inf, masked_BxN), axis=-1)
+  live_B = _common.varies(rewards_BxN, valid_BxN) & (jnp.sum(valid_BxN, axis=-1) >= 2)
+  gap_B = jnp.where(live_B, top_B - second_B, 0.0)
+  return jnp.where(best_BxN & valid_BxN, gap_B[:, None], 0.0), {}

@@ -1,9 +1,10 @@
 """Pass@k training by sampling groups: passk_full and passk_bootstrap.
 
-Shape letters: B problems, N rollouts a problem, G groups a problem, K = k
-members a group. A group's reward is the max of its members' rewards, so any
-finite rewards work (binary rewards give Pass@k). Groups are drawn among a
-problem's valid rollouts only; problems with fewer than k valid rollouts get 0.
+Shape letters (docs/DESIGN.md): B problems, N rollouts a problem, G groups a
+problem; a group has k members (the parameter). A group's reward is the max
+of its members' rewards, so any finite rewards work (binary rewards give
+Pass@k). Groups are drawn among a problem's valid rollouts only; problems with
+fewer than k valid rollouts get 0.
 """
 
 import functools
@@ -15,30 +16,25 @@ from rlvr_jax.advantages import _common
 from rlvr_jax.advantages._common import register
 
 
-def _random_order(key: jax.Array, valid_BxN: jax.Array) -> jax.Array:
-  """Per-row random permutation of column indices with the valid ones first."""
-  u_BxN = jax.random.uniform(key, valid_BxN.shape)
-  return jnp.argsort(jnp.where(valid_BxN, u_BxN, 2.0), axis=-1)
-
-
 def _random_ranks(key: jax.Array, valid_BxN: jax.Array) -> jax.Array:
-  """Each entry's rank in a random order of its row, valid entries first, int32 [B, N].
+  """Each entry's place in a uniformly random order of its row, valid entries first.
 
-  For N <= 64. Each valid entry's key is 24 random bits above its 6-bit column
-  index, so keys are distinct and a rank is a count of smaller keys (one
-  [B, N, N] integer comparison, no sort); invalid entries get keys above every
-  valid one, in column order. Two valid entries tie on their random bits with
-  probability 2^-24 and then keep column order, the only departure from a
-  uniform random order.
+  int32 [B, N]: the valid entries take places 0 .. n - 1 in random order, the
+  invalid ones the places after them, in column order.
   """
-  N = valid_BxN.shape[1]
-  if N > 64:
-    raise ValueError(f"_random_ranks packs column indices in 6 bits; N={N} > 64")
-  col_N = jnp.arange(N, dtype=jnp.int32)
-  bits_BxN = jax.random.bits(key, valid_BxN.shape, jnp.uint32)
-  key_BxN = jnp.where(valid_BxN, ((bits_BxN >> 8).astype(jnp.int32) << 6) | col_N,
-                      (1 << 30) | col_N)
-  return jnp.sum(key_BxN[:, None, :] < key_BxN[:, :, None], axis=-1, dtype=jnp.int32)
+  B, N = valid_BxN.shape
+  # perm_BxN[b, i]: the column at random position i of row b.
+  perm_BxN = jax.vmap(lambda row_key: jax.random.permutation(row_key, N))(
+      jax.random.split(key, B))
+  valid_perm_BxN = jnp.take_along_axis(valid_BxN, perm_BxN, axis=-1)
+  # A valid column's place: the valid columns before it in the random order.
+  place_perm_BxN = jnp.cumsum(valid_perm_BxN, axis=-1, dtype=jnp.int32) - 1
+  rows_Bx1 = jnp.arange(B)[:, None]
+  place_BxN = jnp.zeros((B, N), jnp.int32).at[rows_Bx1, perm_BxN].set(place_perm_BxN)
+  # An invalid one's: after all n valid ones, in column order.
+  n_Bx1 = jnp.sum(valid_BxN, axis=-1, keepdims=True, dtype=jnp.int32)
+  place_invalid_BxN = n_Bx1 + jnp.cumsum(~valid_BxN, axis=-1, dtype=jnp.int32) - 1
+  return jnp.where(valid_BxN, place_BxN, place_invalid_BxN)
 
 
 @register("passk_full", defaults={"k": None}, domain="real", check=_common.check_k,
@@ -46,61 +42,48 @@ def _random_ranks(key: jax.Array, valid_BxN: jax.Array) -> jax.Array:
 def passk_full(rewards_BxN, valid_BxN, *, k, key, **_):
   """Full sampling: a random split of the valid rollouts into floor(n/k) groups.
 
-  Group advantages are GRPO-normalized (population std) over the problem's
-  groups; members share their group's advantage. The n mod k left-over
-  rollouts get 0 and are out of `info['loss_mask_BxN']`.
+  Group g holds the rollouts of random places [g k, (g+1) k). Group rewards
+  (the max of the members) are GRPO-normalized (population std) over the
+  problem's groups; members share their group's advantage. The n mod k
+  left-over rollouts get 0 and are out of `info['loss_mask_BxN']`.
   """
   B, N = rewards_BxN.shape
-  G = -(-N // k)
+  G = N // k
+  place_BxN = _random_ranks(key, valid_BxN)
   num_groups_B = jnp.sum(valid_BxN, axis=-1) // k
-  group_ok_BxG = jnp.arange(G)[None, :] < num_groups_B[:, None]
-  info = {"num_groups": num_groups_B.astype(jnp.float32)}
-  if N <= _common.PAIRWISE_MAX_N:
-    # Group g holds random ranks [g k, (g+1) k); members share their group's advantage.
-    group_BxN = _random_ranks(key, valid_BxN) // k
-    in_BxNxG = group_BxN[:, :, None] == jnp.arange(G)
-    # The max over each group in order keys: XLA CPU vectorizes integer max, not float.
-    key_BxNxG = jnp.where(in_BxNxG, _common.order_key(rewards_BxN)[:, :, None],
-                          jnp.iinfo(jnp.int32).min)
-    group_max_BxG = _common.from_order_key(jnp.max(key_BxNxG, axis=1))
-    group_max_BxG = jnp.where(group_ok_BxG, group_max_BxG, 0.0)
-    group_adv_BxG = _common.standardize(group_max_BxG, group_ok_BxG, ddof=0)
-    adv_BxN = jnp.take_along_axis(group_adv_BxG, jnp.minimum(group_BxN, G - 1), axis=-1)
-    used_BxN = valid_BxN & (group_BxN < num_groups_B[:, None])
-    return jnp.where(used_BxN, adv_BxN, 0.0), dict(info, loss_mask_BxN=used_BxN)
-  perm_BxN = _random_order(key, valid_BxN)
-  r_perm_BxN = jnp.take_along_axis(rewards_BxN, perm_BxN, axis=-1)
-  r_BxGK = jnp.pad(r_perm_BxN, ((0, 0), (0, G * k - N)))
-  group_max_BxG = jnp.max(r_BxGK.reshape(B, G, k), axis=-1)
-  group_adv_BxG = _common.standardize(group_max_BxG, group_ok_BxG, ddof=0)
-  group_of_N = jnp.arange(N) // k
-  adv_perm_BxN = group_adv_BxG[:, group_of_N]
-  used_perm_BxN = group_ok_BxG[:, group_of_N]
-  adv_BxN = _common.unpermute(adv_perm_BxN, perm_BxN)
-  used_BxN = _common.unpermute(used_perm_BxN, perm_BxN)
-  return adv_BxN, dict(info, loss_mask_BxN=used_BxN & valid_BxN)
+  used_BxN = valid_BxN & (place_BxN < (num_groups_B * k)[:, None])
+  # In place order the valid rollouts come first: group g is places [g k, (g+1) k).
+  order_BxN = _common.inverse_permutation(place_BxN)
+  r_placed_BxN = jnp.take_along_axis(rewards_BxN, order_BxN, axis=-1)
+  group_max_BxG = jnp.max(r_placed_BxN[:, :G * k].reshape(B, G, k), axis=-1)
+  group_ok_BxG = jnp.arange(G) < num_groups_B[:, None]
+  group_adv_BxG = _common.standardize(jnp.where(group_ok_BxG, group_max_BxG, 0.0),
+                                      group_ok_BxG, ddof=0)
+  adv_BxN = jnp.take_along_axis(group_adv_BxG, jnp.minimum(place_BxN // k, G - 1), axis=-1)
+  return (jnp.where(used_BxN, adv_BxN, 0.0),
+          {"num_groups": num_groups_B.astype(jnp.float32), "loss_mask_BxN": used_BxN})
 
 
 @functools.partial(jax.jit, static_argnames=("reduce",))
 def bootstrap_from_groups(rewards_BxN: jax.Array, valid_BxN: jax.Array,
-                          groups_BxGxK: jax.Array, reduce: str = "sum") -> jax.Array:
+                          groups_BxGxk: jax.Array, reduce: str = "sum") -> jax.Array:
   """Bootstrap advantage for given groups (indices of k distinct valid rollouts).
 
   Group advantages are GRPO-normalized over the G groups; a response gets the
   sum (paper Eq. 6) or the mean of the advantages of the groups it is in (0 if
   it is in none). Problems with fewer than k valid rollouts get 0.
   """
-  B, G, K = groups_BxGxK.shape
+  B, G, k = groups_BxGxk.shape
   group_max_BxG = jnp.max(jnp.take_along_axis(
-      rewards_BxN[:, None, :], groups_BxGxK, axis=-1), axis=-1)
-  enough_B = jnp.sum(valid_BxN, axis=-1) >= K
+      rewards_BxN[:, None, :], groups_BxGxk, axis=-1), axis=-1)
+  enough_B = jnp.sum(valid_BxN, axis=-1) >= k
   group_ok_BxG = jnp.broadcast_to(enough_B[:, None], (B, G))
   group_adv_BxG = _common.standardize(group_max_BxG, group_ok_BxG, ddof=0)
   rows_Bx1x1 = jnp.arange(B)[:, None, None]
-  adv_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxK].add(
-      jnp.broadcast_to(group_adv_BxG[:, :, None], (B, G, K)))
+  adv_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxk].add(
+      jnp.broadcast_to(group_adv_BxG[:, :, None], (B, G, k)))
   if reduce == "mean":
-    count_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxK].add(1.0)
+    count_BxN = jnp.zeros(rewards_BxN.shape, jnp.float32).at[rows_Bx1x1, groups_BxGxk].add(1.0)
     adv_BxN = jnp.where(count_BxN > 0, adv_BxN / jnp.maximum(count_BxN, 1.0), 0.0)
   elif reduce != "sum":
     raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
@@ -115,39 +98,16 @@ def _check_bootstrap(params, N):
     raise ValueError(f"reduce must be 'sum' or 'mean', got {params['reduce']!r}")
 
 
-# Up to this k, groups come from Floyd's algorithm (O(k^2) a group); above it
-# from top_k of N uniforms a group (O(N log k)), which XLA's CPU runs ~20x slower.
-FLOYD_MAX_K = 16
-
-
 def sample_groups(key: jax.Array, valid_BxN: jax.Array, G: int, k: int) -> jax.Array:
   """G uniformly random k-subsets of each row's valid columns, int32 [B, G, k].
 
+  A group is the k valid columns with the smallest of N independent uniforms.
   Rows with fewer than k valid columns get arbitrary in-range indices (callers
   zero those problems).
   """
   B, N = valid_BxN.shape
-  if k > FLOYD_MAX_K:
-    u_BxGxN = jax.random.uniform(key, (B, G, N))
-    u_BxGxN = jnp.where(valid_BxN[:, None, :], u_BxGxN, 2.0)
-    return jax.lax.top_k(-u_BxGxN, k)[1]
-  # Floyd: for j = n-k .. n-1 draw t uniform in [0, j]; take t, or j if t is taken.
-  # Every k-subset of {0..n-1} comes out with probability 1 / C(n, k).
-  n_Bx1x1 = jnp.sum(valid_BxN, axis=-1).astype(jnp.int32)[:, None, None]
-  u_BxGxK = jax.random.uniform(key, (B, G, k))
-  picks_BxGxK = jnp.full((B, G, k), -1, jnp.int32)
-  for i in range(k):  # k is static and small
-    j_Bx1x1 = jnp.clip(n_Bx1x1 - k + i, 0, N - 1)
-    t_BxG = jnp.minimum((u_BxGxK[..., i] * (j_Bx1x1[..., 0] + 1)).astype(jnp.int32),
-                        j_Bx1x1[..., 0])
-    taken_BxG = jnp.any(picks_BxGxK == t_BxG[..., None], axis=-1)
-    picks_BxGxK = picks_BxGxK.at[..., i].set(jnp.where(taken_BxG, j_Bx1x1[..., 0], t_BxG))
-  # Slot t -> column of the t-th valid rollout.
-  rows_Bx1 = jnp.arange(B)[:, None]
-  slot_BxN = jnp.where(valid_BxN, jnp.cumsum(valid_BxN, axis=-1) - 1, N)
-  col_of_slot_BxN = jnp.zeros((B, N), jnp.int32).at[rows_Bx1, slot_BxN].set(
-      jnp.broadcast_to(jnp.arange(N, dtype=jnp.int32), (B, N)), mode="drop")
-  return jnp.take_along_axis(col_of_slot_BxN[:, None, :], picks_BxGxK, axis=-1)
+  u_BxGxN = jnp.where(valid_BxN[:, None, :], jax.random.uniform(key, (B, G, N)), 2.0)
+  return jax.lax.top_k(-u_BxGxN, k)[1].astype(jnp.int32)
 
 
 @register("passk_bootstrap", defaults={"k": None, "num_groups": None, "reduce": "sum"},
@@ -161,8 +121,6 @@ def passk_bootstrap(rewards_BxN, valid_BxN, *, k, key, num_groups, reduce, **_):
   the sum form at N = 8, k = 2, N_pos = 2 about 7% below k * analytical with
   the default 8 groups, 1.5% with 32 and 0.4% with 128 (4000 keys).
   """
-  B, N = rewards_BxN.shape
-  G = N if num_groups is None else num_groups
-  groups_BxGxK = sample_groups(key, valid_BxN, G, k)
-  adv_BxN = bootstrap_from_groups(rewards_BxN, valid_BxN, groups_BxGxK, reduce)
-  return adv_BxN, {}
+  G = rewards_BxN.shape[1] if num_groups is None else num_groups
+  groups_BxGxk = sample_groups(key, valid_BxN, G, k)
+  return bootstrap_from_groups(rewards_BxN, valid_BxN, groups_BxGxk, reduce), {}

@@ -7,6 +7,7 @@ problems and returns [B, N] float64 advantages (invalid rollouts 0).
 Random estimators take a NumPy Generator `rng` instead of a JAX key.
 """
 
+import itertools
 import math
 
 import numpy as np
@@ -20,10 +21,22 @@ def _constant(r):
   return r.max() - r.min() < EQUAL_SPREAD
 
 
-def grpo(r, ddof=0):
+def grpo(r, ddof=0, eps=0.0):
   if _constant(r) or len(r) - ddof <= 0:
     return np.zeros_like(r)
-  return (r - r.mean()) / r.std(ddof=ddof)
+  return (r - r.mean()) / (r.std(ddof=ddof) + eps)
+
+
+def grpo_passk(r, ddof=1, eps=0.0, normalize=True):
+  """verl's grpo_passk: the best response gets max - second max, the others 0."""
+  adv = np.zeros_like(r)
+  if len(r) < 2 or _constant(r):
+    return adv
+  best, second = np.argsort(-r, kind="stable")[:2]
+  adv[best] = r[best] - r[second]
+  if normalize:
+    adv[best] /= r.std(ddof=ddof) + eps
+  return adv
 
 
 def dr_grpo(r):
@@ -89,15 +102,15 @@ def passk_bootstrap(r, k, rng, num_groups=None, reduce="sum"):
   return total
 
 
-def bbg(r, K=256, tau=0.01, alpha=1.0, beta=1.0, zero_success_coef=0.1, base="grpo",
+def bbg(r, k=256, tau=0.01, alpha=1.0, beta=1.0, zero_success_coef=0.1, base="grpo",
         ddof=0):
   n, m = len(r), int(r.sum())
   if m == 0:
     return np.full_like(r, -zero_success_coef)
 
   def log_u(m):
-    return (math.lgamma(n - m + beta + K - 1) - math.lgamma(n - m + beta)
-            - math.lgamma(n + alpha + beta + K - 1) + math.lgamma(n + alpha + beta))
+    return (math.lgamma(n - m + beta + k - 1) - math.lgamma(n - m + beta)
+            - math.lgamma(n + alpha + beta + k - 1) + math.lgamma(n + alpha + beta))
   w = math.exp(log_u(m) - log_u(0))
   if w < tau:
     return np.zeros_like(r)
@@ -121,6 +134,14 @@ def pkpo(r, k, baseline="loo_minus_one"):
                      for j in range(n)])                                    # max at j > i
     above = np.cumsum((w_up * f)[::-1])[::-1] - w_up * f
     s = w_top * f + above
+  elif baseline == "sloo":
+    # s_i minus k / (n - 1) times the max@k estimate of the others (by subsets).
+    s = pkpo(r, k, "none")[order]
+    if n > k:
+      for i in range(n):
+        others = np.delete(f, i)
+        rho = np.mean([max(others[list(S)]) for S in itertools.combinations(range(n - 1), k)])
+        s[i] -= k * rho / (n - 1)
   elif k == 1:
     s = (f - (f.sum() - f) / (n - 1)) / n if n > 1 else np.zeros(n)
   else:
@@ -154,6 +175,7 @@ PER_PROBLEM = {
     "grpo": grpo, "dr_grpo": dr_grpo, "rloo": rloo, "passk_analytical": passk_analytical,
     "passk_combination": passk_combination, "passk_exceeding": passk_exceeding,
     "passk_full": passk_full, "passk_bootstrap": passk_bootstrap, "bbg": bbg, "pkpo": pkpo,
+    "grpo_passk": grpo_passk,
 }
 
 

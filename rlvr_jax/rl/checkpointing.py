@@ -65,9 +65,6 @@ class Checkpointer:
       rng = jax.random.wrap_key_data(rng)
     return out.tree["state"], rng, dict(out.meta)
 
-  def wait(self) -> None:
-    self._mngr.wait_until_finished()
-
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()

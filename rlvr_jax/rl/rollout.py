@@ -116,11 +116,11 @@ def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, k
   rewards_R, info = tasks.verify_batch(task, responses, rep_examples, pool=pool)
   verify_seconds = time.perf_counter() - t0
   return Rollouts(examples=list(examples), prompt_BxP=prompt_BxP, prompt_mask_BxP=mask_BxP,
-                  tokens_RxT=out.tokens.astype(np.int32), mask_RxT=out.mask.astype(np.int32),
-                  logprobs_RxT=out.logprobs.astype(np.float32),
-                  sampling_logprobs_RxT=out.sampling_logprobs.astype(np.float32),
-                  entropy_RxT=out.entropy.astype(np.float32),
-                  lengths_R=out.lengths.astype(np.int32), finished_R=out.finished.astype(bool),
+                  tokens_RxT=out.tokens_RxT.astype(np.int32), mask_RxT=out.mask_RxT.astype(np.int32),
+                  logprobs_RxT=out.logprobs_RxT.astype(np.float32),
+                  sampling_logprobs_RxT=out.sampling_logprobs_RxT.astype(np.float32),
+                  entropy_RxT=out.entropy_RxT.astype(np.float32),
+                  lengths_R=out.lengths_R.astype(np.int32), finished_R=out.finished_R.astype(bool),
                   responses=responses,
                   rewards_BxN=np.asarray(rewards_R, np.float32).reshape(len(examples), num_samples),
                   verify_seconds=verify_seconds, verify_timeouts=int(info.get("timeouts", 0)),

@@ -28,7 +28,8 @@ def batch_metrics(made: batch_lib.MadeBatch, task: Any
   ro, info = made.rollouts, made.info
   b, n = ro.rewards_BxN.shape
   valid_BxN = np.asarray(made.valid_BxN, bool)
-  answers = [[task.answer_key(ro.responses[i * n + j]) for j in range(n)] for i in range(b)]
+  answers = [[task.normalized_answer(ro.responses[i * n + j]) for j in range(n)]
+             for i in range(b)]
   div_B, wrong_B = metrics.answer_diversity(answers, ro.rewards_BxN, valid_BxN)
   in_loss_BxN = np.asarray(info["loss_mask_BxN"], bool)
   mask_RxT = ro.mask_RxT.astype(bool)

@@ -30,7 +30,7 @@ class Task:
   def verify(self, response: str, example: Example) -> float:
     raise NotImplementedError
 
-  def answer_key(self, response: str) -> str | None:
+  def normalized_answer(self, response: str) -> str | None:
     raise NotImplementedError
 
   def verify_many(self, responses: Sequence[str], examples: Sequence[Example],

@@ -208,7 +208,7 @@ class CountdownTask(base.Task):
     except Exception:
       return 0.0
 
-  def answer_key(self, response: str) -> str | None:
+  def normalized_answer(self, response: str) -> str | None:
     try:
       text = "".join(extract_expression(response).split())
       return text[:MAX_CHARS] or None

@@ -122,6 +122,6 @@ class MathTask(base.Task):
       rewards[where] = [1.0 if r is True else 0.0 for r in results]
     return rewards, info
 
-  def answer_key(self, response: str) -> str | None:
+  def normalized_answer(self, response: str) -> str | None:
     pred = self.candidate(response)
     return None if pred is None else "".join(pred.split())

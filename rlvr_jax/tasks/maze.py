@@ -236,7 +236,7 @@ class MazeTask(base.Task):
     except Exception:  # never raise on policy text; bad examples are caught by tests
       return 0.0
 
-  def answer_key(self, response: str) -> str | None:
+  def normalized_answer(self, response: str) -> str | None:
     try:
       return extract_moves(response) or None
     except Exception:
