@@ -33,7 +33,7 @@ from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from rlvr_jax import config_utils, models, sharding  # noqa: E402
-from rlvr_jax.rl import step as step_lib  # noqa: E402
+from rlvr_jax.rl import objectives, optim, update as update_lib  # noqa: E402
 from rlvr_jax.rl.batch import TrainBatch  # noqa: E402
 
 # HBM per chip in GiB (Cloud TPU system architecture pages).
@@ -86,10 +86,10 @@ def abstract_batch(rows: int, prompt_len: int, resp_len: int, mesh, rules) -> Tr
   rows_sh = NamedSharding(mesh, sharding.logical_to_spec(("batch",), rules, (rows,), mesh))
   spec2 = sharding.logical_to_spec(("batch", None), rules, (rows, 1), mesh)
   sh2 = NamedSharding(mesh, spec2)
-  L = prompt_len + resp_len
+  s = prompt_len + resp_len
   sds = lambda shape, dtype, sh: jax.ShapeDtypeStruct(shape, dtype, sharding=sh)
-  return TrainBatch(tokens_RxL=sds((rows, L), jnp.int32, sh2),
-                    attn_mask_RxL=sds((rows, L), jnp.bool_, sh2),
+  return TrainBatch(tokens_RxS=sds((rows, s), jnp.int32, sh2),
+                    attn_mask_RxS=sds((rows, s), jnp.bool_, sh2),
                     loss_mask_RxT=sds((rows, resp_len), jnp.bool_, sh2),
                     adv_R=sds((rows,), jnp.float32, rows_sh),
                     old_logp_RxT=sds((rows, resp_len), jnp.float32, sh2))
@@ -124,10 +124,10 @@ def compile_train_step(cfg, mesh, rules, args) -> dict:
   loss_cfg = ml_collections.ConfigDict(dict(eps_low=0.2, eps_high=0.28, dual_clip=0.0,
                                             agg="token-mean", kl_coef=0.0, entropy_coef=0.0,
                                             ratio="token", tis_cap=0.0))
-  optimizer = step_lib.make_optimizer(opt_cfg)
-  loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=cfg, loss_cfg=loss_cfg,
+  optimizer = optim.make_optimizer(opt_cfg)
+  loss_fn = functools.partial(objectives.pg_loss_fn, cfg=cfg, loss_cfg=loss_cfg,
                               chunk_size=args.logprob_chunk)
-  fn = functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+  fn = functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
                          num_micro=args.micro, agg="token-mean")
   with sharding.use_mesh(mesh, rules):
     state = abstract_state(cfg, optimizer, mesh, rules)

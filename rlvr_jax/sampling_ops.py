@@ -107,22 +107,23 @@ def nucleus_threshold(e_RxV: jax.Array, top_p: float) -> jax.Array:
 def inverse_cdf(u_R: jax.Array, w_RxV: jax.Array) -> jax.Array:
   """Index i with cumsum(w)[i-1] <= u * sum(w) < cumsum(w)[i]; w >= 0, u in [0, 1).
 
-  Two levels (block sums, then one block) keep it O(V) with small cumsums. Only
-  entries with w > 0 can be returned, also when rounding puts u past the end.
+  Two levels (the sums of Q blocks of C entries, then one block) keep it O(V) with
+  small cumsums. Only entries with w > 0 can be returned, also when rounding puts u
+  past the end.
   """
   r, v = w_RxV.shape
   nb = -(-v // _BLOCK)
-  w_RxNxB = jnp.pad(w_RxV, ((0, 0), (0, nb * _BLOCK - v))).reshape(r, nb, _BLOCK)
-  bsum_RxN = jnp.sum(w_RxNxB, axis=-1)
-  bcum_RxN = jnp.cumsum(bsum_RxN, axis=-1)
-  x_R = u_R * bcum_RxN[:, -1]
-  last_block_R = nb - 1 - jnp.argmax((bsum_RxN > 0)[:, ::-1], axis=-1)
-  block_R = jnp.minimum(jnp.sum(bcum_RxN <= x_R[:, None], axis=-1), last_block_R)
-  before_R = jnp.take_along_axis(bcum_RxN - bsum_RxN, block_R[:, None], axis=-1)[:, 0]
-  w_RxB = jnp.take_along_axis(w_RxNxB, block_R[:, None, None], axis=1)[:, 0]
-  cum_RxB = jnp.cumsum(w_RxB, axis=-1)
-  last_R = _BLOCK - 1 - jnp.argmax((w_RxB > 0)[:, ::-1], axis=-1)
-  inner_R = jnp.minimum(jnp.sum(cum_RxB <= (x_R - before_R)[:, None], axis=-1), last_R)
+  w_RxQxC = jnp.pad(w_RxV, ((0, 0), (0, nb * _BLOCK - v))).reshape(r, nb, _BLOCK)
+  bsum_RxQ = jnp.sum(w_RxQxC, axis=-1)
+  bcum_RxQ = jnp.cumsum(bsum_RxQ, axis=-1)
+  x_R = u_R * bcum_RxQ[:, -1]
+  last_block_R = nb - 1 - jnp.argmax((bsum_RxQ > 0)[:, ::-1], axis=-1)
+  block_R = jnp.minimum(jnp.sum(bcum_RxQ <= x_R[:, None], axis=-1), last_block_R)
+  before_R = jnp.take_along_axis(bcum_RxQ - bsum_RxQ, block_R[:, None], axis=-1)[:, 0]
+  w_RxC = jnp.take_along_axis(w_RxQxC, block_R[:, None, None], axis=1)[:, 0]
+  cum_RxC = jnp.cumsum(w_RxC, axis=-1)
+  last_R = _BLOCK - 1 - jnp.argmax((w_RxC > 0)[:, ::-1], axis=-1)
+  inner_R = jnp.minimum(jnp.sum(cum_RxC <= (x_R - before_R)[:, None], axis=-1), last_R)
   return (block_R * _BLOCK + inner_R).astype(jnp.int32)
 
 

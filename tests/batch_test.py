@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from rlvr_jax import advantages, models, tasks
-from rlvr_jax.rl import batch as batch_lib, loss as loss_lib, rollout, stats, step as step_lib
+from rlvr_jax.rl import batch as batch_lib, loss as loss_lib, objectives, optim, rollout, stats
+from rlvr_jax.rl import update as update_lib
 
 CFG = models.preset("tiny")
 B, N, P, T = 4, 6, 5, 7
@@ -50,7 +51,7 @@ def _params():
 @functools.partial(jax.jit, static_argnames=("agg",))
 def _loss_and_grad(params, train: batch_lib.TrainBatch, agg: str = "token-mean"):
   loss_cfg = ml_collections.ConfigDict(dict(LOSS.to_dict(), agg=agg))
-  f = functools.partial(step_lib.pg_loss_fn, cfg=CFG, loss_cfg=loss_cfg, chunk_size=8)
+  f = functools.partial(objectives.pg_loss_fn, cfg=CFG, loss_cfg=loss_cfg, chunk_size=8)
   denom = loss_lib.loss_denominator(train.loss_mask_RxT, agg)
   (loss, metrics), grads = jax.value_and_grad(f, has_aux=True)(params, train, denom)
   return loss, metrics, grads
@@ -95,7 +96,7 @@ def test_masked_out_rollouts_leave_the_update(case, agg):
   # current policy's, perturbed.
   rng = np.random.default_rng(7)
   params = _params()
-  logp, _ = step_lib.response_logprobs(params, CFG, train.tokens_RxL, train.attn_mask_RxL, T, 8)
+  logp, _ = objectives.response_logprobs(params, CFG, train.tokens_RxS, train.attn_mask_RxS, T, 8)
   old = np.asarray(logp) + rng.normal(0, 0.2, logp.shape).astype(np.float32)
   train = train._replace(old_logp_RxT=old)
   reduced, _ = _without_masked_rollouts(ro, adv_BxN, keep_BxN)
@@ -127,11 +128,11 @@ def test_metrics_report_why_rollouts_left_the_loss_and_num_tokens_counts_only_ke
     keep_R = made.info["loss_mask_BxN"].reshape(-1)
     # Only the kept rollouts' response tokens are loss tokens; the update counts those.
     np.testing.assert_array_equal(made.train.loss_mask_RxT.sum(-1), ro.mask_RxT.sum(-1) * keep_R)
-    optimizer = step_lib.make_optimizer(ml_collections.ConfigDict(dict(
+    optimizer = optim.make_optimizer(ml_collections.ConfigDict(dict(
         lr=1e-3, warmup_steps=0, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0, max_grad_norm=1.0)))
     state = {"params": _params(), "opt_state": optimizer.init(_params()), "step": jnp.int32(0)}
-    loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=CFG, loss_cfg=LOSS, chunk_size=8)
-    _, m = step_lib.train_step(state, made.train, loss_fn=loss_fn, optimizer=optimizer,
+    loss_fn = functools.partial(objectives.pg_loss_fn, cfg=CFG, loss_cfg=LOSS, chunk_size=8)
+    _, m = update_lib.train_step(state, made.train, loss_fn=loss_fn, optimizer=optimizer,
                                num_micro=1)
     assert int(m["num_tokens"]) == int(ro.mask_RxT.sum(-1)[keep_R].sum()) < int(ro.mask_RxT.sum())
     if case == "bbg":

@@ -11,7 +11,7 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import models, sharding
-from rlvr_jax.rl import step as step_lib, train
+from rlvr_jax.rl import optim, train
 from rlvr_jax.rl.batch import TrainBatch
 
 QWEN = "configs/maze_qwen2_5_7b.py"
@@ -62,7 +62,7 @@ def test_qwen_7b_train_step_compiles_fsdp_from_abstract_shapes():
   shapes = jax.eval_shape(lambda k: models.init_params(cfg, k), jax.random.PRNGKey(0))
   param_sh = sharding.logical_sharding(models.param_logical_axes(cfg), mesh, None, shapes)
   repl = NamedSharding(mesh, PartitionSpec())
-  optimizer = step_lib.make_optimizer(c.optimizer)
+  optimizer = optim.make_optimizer(c.optimizer)
   abstract = lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh)
   opt_shapes = jax.eval_shape(optimizer.init, jax.tree.map(abstract, shapes, param_sh))
   # Adam's moments take their parameter's sharding, its counters are replicated.
@@ -73,7 +73,7 @@ def test_qwen_7b_train_step_compiles_fsdp_from_abstract_shapes():
                                   "step": jax.ShapeDtypeStruct((), jnp.int32)}, state_sh)
   rows_sh = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
   r, p, t = 16, 64, 64
-  batch = {"tokens_RxL": ((r, p + t), jnp.int32), "attn_mask_RxL": ((r, p + t), jnp.int32),
+  batch = {"tokens_RxS": ((r, p + t), jnp.int32), "attn_mask_RxS": ((r, p + t), jnp.int32),
            "loss_mask_RxT": ((r, t), jnp.float32), "old_logp_RxT": ((r, t), jnp.float32),
            "adv_R": ((r,), jnp.float32)}
   batch = TrainBatch(**{k: jax.ShapeDtypeStruct(s, d, sharding=rows_sh)

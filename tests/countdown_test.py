@@ -83,7 +83,7 @@ def test_generated_problems_are_solvable():
   assert rows == again
 
 
-def test_answer_key_and_prompts():
+def test_normalized_answer_and_prompts():
   assert TASK.normalized_answer("<answer> (3 + 3) * 4 </answer>") == "(3+3)*4"
   assert TASK.normalized_answer("<answer>   </answer>") is None
   assert TASK.prompt_text(EX) == "numbers: 3 3 8 8\ntarget: 24\nexpression:"

@@ -75,7 +75,7 @@ def test_reference_path_is_shortest_and_valid():
   assert TASK.verify(path, EX) == 1.0
 
 
-def test_answer_key_and_prompts():
+def test_normalized_answer_and_prompts():
   assert TASK.normalized_answer("<answer> d d r </answer>") == "DDR"
   assert TASK.normalized_answer("no moves? 123") is None  # N, O, M, V, E, S: none is a move
   assert TASK.prompt_text(EX) == GRID + "\nPath:"

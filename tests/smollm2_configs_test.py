@@ -78,7 +78,7 @@ def test_one_runlocal_rollout_verify_advantage_each_config():
       assert adv_BxN.shape == (b, n) and np.all(np.isfinite(adv_BxN))
       np.testing.assert_array_equal(np.asarray(info["num_pos"]), ro.rewards_BxN.sum(-1))
       batch = batch_lib.assemble(ro, adv_BxN, np.ones((b, n), bool))
-      assert batch.tokens_RxL.shape == (b * n, ro.prompt_BxP.shape[1] + rl.max_new_tokens)
+      assert batch.tokens_RxS.shape == (b * n, ro.prompt_BxP.shape[1] + rl.max_new_tokens)
 
 
 @pytest.mark.slow

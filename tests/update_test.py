@@ -17,7 +17,7 @@ import pytest
 
 from rlvr_jax import models, sampling, tasks
 from rlvr_jax.rl import batch as batch_lib, checkpointing, loss as loss_lib, rollout
-from rlvr_jax.rl import step as step_lib
+from rlvr_jax.rl import objectives, optim, update as update_lib
 
 CFG = models.preset("tiny")
 TOK = tasks.CharTokenizer()
@@ -26,7 +26,7 @@ LOSS = ml_collections.ConfigDict(dict(eps_low=0.2, eps_high=0.28, dual_clip=0.0,
 
 
 def _optimizer(lr: float):
-  return step_lib.make_optimizer(ml_collections.ConfigDict(dict(
+  return optim.make_optimizer(ml_collections.ConfigDict(dict(
       lr=lr, warmup_steps=0, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0, max_grad_norm=1e9)))
 
 
@@ -49,7 +49,7 @@ def _rows(prompts: list[str], responses: list[str], t: int) -> batch_lib.TrainBa
 
 
 def _seq_logp(params, train: batch_lib.TrainBatch) -> np.ndarray:
-  logp, _ = step_lib.response_logprobs(params, CFG, train.tokens_RxL, train.attn_mask_RxL,
+  logp, _ = objectives.response_logprobs(params, CFG, train.tokens_RxS, train.attn_mask_RxS,
                                        train.loss_mask_RxT.shape[1], 8)
   return np.asarray((logp * train.loss_mask_RxT).sum(-1))
 
@@ -57,8 +57,8 @@ def _seq_logp(params, train: batch_lib.TrainBatch) -> np.ndarray:
 def test_supervised_steps_lower_the_loss():
   train = _rows(["ab", "cd", "ef", "gh"], ["RRDD", "LU", "DDDL", "UR"], 8)
   optimizer = _optimizer(3e-3)
-  loss_fn = functools.partial(step_lib.sft_loss_fn, cfg=CFG, chunk_size=8)
-  step = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+  loss_fn = functools.partial(objectives.sft_loss_fn, cfg=CFG, chunk_size=8)
+  step = jax.jit(functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
                                    num_micro=1))
   state = _state(models.init_params(CFG, jax.random.PRNGKey(0)), optimizer)
   losses = []
@@ -75,12 +75,12 @@ def test_rl_update_raises_positive_and_lowers_negative_advantage_responses():
   train = _rows(["maze"] * 2, ["RRDD", "LLUU"], 6)
   params = models.init_params(CFG, jax.random.PRNGKey(1))
   before = _seq_logp(params, train)
-  old = np.asarray(step_lib.response_logprobs(params, CFG, train.tokens_RxL, train.attn_mask_RxL,
+  old = np.asarray(objectives.response_logprobs(params, CFG, train.tokens_RxS, train.attn_mask_RxS,
                                               6, 8)[0])
   train = train._replace(adv_R=np.array([1.0, -1.0], np.float32), old_logp_RxT=old)
   optimizer = _optimizer(1e-3)
-  loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=CFG, loss_cfg=LOSS, chunk_size=8)
-  state, m = step_lib.train_step(_state(params, optimizer), train, loss_fn=loss_fn,
+  loss_fn = functools.partial(objectives.pg_loss_fn, cfg=CFG, loss_cfg=LOSS, chunk_size=8)
+  state, m = update_lib.train_step(_state(params, optimizer), train, loss_fn=loss_fn,
                                  optimizer=optimizer, num_micro=1)
   after = _seq_logp(state["params"], train)
   assert float(m["grad_norm"]) > 0
@@ -99,7 +99,7 @@ def test_first_minibatch_log_probs_equal_the_samplers():
                         chat=False)
   adv_BxN = np.array([[1.0, -1.0, 0.5], [-0.5, 1.0, -1.0]], np.float32)
   train = batch_lib.assemble(ro, adv_BxN, np.ones((2, 3), bool))
-  logp, _ = step_lib.response_logprobs(params, CFG, train.tokens_RxL, train.attn_mask_RxL, 12, 8)
+  logp, _ = objectives.response_logprobs(params, CFG, train.tokens_RxS, train.attn_mask_RxS, 12, 8)
   mask = train.loss_mask_RxT > 0
   assert mask.sum() > 12
   np.testing.assert_allclose(np.asarray(logp)[mask], ro.logprobs_RxT[mask], atol=2e-5)
@@ -114,7 +114,7 @@ def test_micro_batches_equal_one_batch(num_micro):
   responses = ["".join(rng.choice(list("LRUD"), rng.integers(1, 7))) for _ in range(8)]
   train = _rows([f"p{i}" for i in range(8)], responses, 8)
   params = models.init_params(CFG, jax.random.PRNGKey(4))
-  old = np.asarray(step_lib.response_logprobs(params, CFG, train.tokens_RxL, train.attn_mask_RxL,
+  old = np.asarray(objectives.response_logprobs(params, CFG, train.tokens_RxS, train.attn_mask_RxS,
                                               8, 8)[0])
   old = old + rng.normal(0, 0.3, old.shape).astype(np.float32)  # ratios off 1: clips act
   train = train._replace(adv_R=rng.normal(0, 1, 8).astype(np.float32), old_logp_RxT=old)
@@ -123,8 +123,8 @@ def test_micro_batches_equal_one_batch(num_micro):
   # gradient's low bits to the params' own rounding).
   keep = lambda g, s, p=None: (jax.tree.map(jnp.zeros_like, g), g)
   optimizer = optax.GradientTransformation(lambda p: jax.tree.map(jnp.zeros_like, p), keep)
-  loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=CFG, loss_cfg=LOSS, chunk_size=8)
-  run = lambda m: step_lib.train_step(_state(params, optimizer), train, loss_fn=loss_fn,
+  loss_fn = functools.partial(objectives.pg_loss_fn, cfg=CFG, loss_cfg=LOSS, chunk_size=8)
+  run = lambda m: update_lib.train_step(_state(params, optimizer), train, loss_fn=loss_fn,
                                       optimizer=optimizer, num_micro=m)
   (s1, m1), (sm, mm) = run(1), run(num_micro)
   assert set(m1) == set(mm)
@@ -191,10 +191,10 @@ def test_reference_policy_is_a_frozen_copy_that_survives_the_donated_update():
   values = jax.tree.map(np.array, params)
   ref = train.reference_params(params)
   optimizer = _optimizer(1e-2)
-  state = step_lib.init_state(params, optimizer, mesh)
+  state = optim.init_state(params, optimizer, mesh)
   train_batch = _rows(["ab", "cd"], ["RR", "LD"], 4)
-  loss_fn = functools.partial(step_lib.sft_loss_fn, cfg=CFG, chunk_size=8)
-  step = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+  loss_fn = functools.partial(objectives.sft_loss_fn, cfg=CFG, chunk_size=8)
+  step = jax.jit(functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
                                    num_micro=1), donate_argnums=0)
   state, _ = step(state, train_batch)
   # The policy moved; the reference still holds the initial values.

@@ -21,7 +21,8 @@ from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from rlvr_jax import sharding, tasks  # noqa: E402
 from rlvr_jax import data as data_lib  # noqa: E402
-from rlvr_jax.rl import stats, step as step_lib, train, warmstart  # noqa: E402
+from rlvr_jax.rl import objectives, optim, stats, train, warmstart  # noqa: E402
+from rlvr_jax.rl import update as update_lib  # noqa: E402
 
 
 def load_config(arg: str):
@@ -46,11 +47,11 @@ def main() -> None:
   train_ex, eval_sets = data_lib.load(config.task.name, config.data)
   cfg, params, tok = train.load_policy(config, mesh, None)
   ws = config.warmstart
-  opt = step_lib.make_optimizer(ws.optimizer)
-  loss_fn = functools.partial(step_lib.sft_loss_fn, cfg=cfg, chunk_size=config.rl.logprob_chunk)
+  opt = optim.make_optimizer(ws.optimizer)
+  loss_fn = functools.partial(objectives.sft_loss_fn, cfg=cfg, chunk_size=config.rl.logprob_chunk)
   with sharding.use_mesh(mesh, None):
-    state = step_lib.init_state(params, opt, mesh)
-    fn = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=opt,
+    state = optim.init_state(params, opt, mesh)
+    fn = jax.jit(functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=opt,
                                    num_micro=ws.micro_batches), donate_argnums=0)
     stream = data_lib.warmstart_iterator(train_ex, ws.batch_size, config.seed)
     t0 = time.time()

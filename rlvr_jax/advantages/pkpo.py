@@ -68,12 +68,13 @@ def subset_weight(n_Bx1: jax.Array, p_N: jax.Array, k: int, N: int) -> jax.Array
   ratio of `log_comb_ratio`, with c = n - p factors) times C(n, k-1) / C(n, k)
   = k / (n - k + 1).
   """
-  # It depends on (n, p) alone: computed for every n in 0..N, then each row takes its n's.
-  n_Nx1 = jnp.arange(N + 1, dtype=jnp.float32)[:, None]
-  ratio_NxN = jnp.exp(binomial.log_comb_ratio(n_Nx1, n_Nx1 - p_N, k - 1, N))
-  live_NxN = (p_N < n_Nx1) & (n_Nx1 >= k)
-  w_NxN = jnp.where(live_NxN, ratio_NxN * k / jnp.maximum(n_Nx1 - k + 1, 1.0), 0.0)
-  return w_NxN[jnp.clip(n_Bx1[:, 0], 0, N).astype(jnp.int32)]
+  # It depends on (n, p) alone: a table over n = 0..N (N1 = N + 1 rows), then each problem
+  # takes its n's row.
+  n_N1x1 = jnp.arange(N + 1, dtype=jnp.float32)[:, None]
+  ratio_N1xN = jnp.exp(binomial.log_comb_ratio(n_N1x1, n_N1x1 - p_N, k - 1, N))
+  live_N1xN = (p_N < n_N1x1) & (n_N1x1 >= k)
+  w_N1xN = jnp.where(live_N1xN, ratio_N1xN * k / jnp.maximum(n_N1x1 - k + 1, 1.0), 0.0)
+  return w_N1xN[jnp.clip(n_Bx1[:, 0], 0, N).astype(jnp.int32)]
 
 
 def _exclusive_cumsum(x_BxN: jax.Array, reverse: bool = False) -> jax.Array:

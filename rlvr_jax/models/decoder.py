@@ -216,8 +216,8 @@ def token_logprobs(params: Params, cfg: ModelConfig, hidden_BxTxD: jax.Array,
                    ) -> tuple[jax.Array, jax.Array]:
   """log p(target) and full-softmax entropy, both [B, T] float32.
 
-  Runs over chunks of T with a rematerialized scan body, so forward and
-  backward hold at most one [B, chunk, V] float32 logits tensor.
+  Runs over Q chunks of C tokens of T with a rematerialized scan body, so forward
+  and backward hold at most one [B, C, V] float32 logits tensor.
   """
   if chunk_size <= 0:
     raise ValueError(f"chunk_size must be positive, got {chunk_size}")
@@ -225,12 +225,12 @@ def token_logprobs(params: Params, cfg: ModelConfig, hidden_BxTxD: jax.Array,
   if targets_BxT.shape != (b, t):
     raise ValueError(f"targets {targets_BxT.shape} do not match hidden {hidden_BxTxD.shape}")
   c = min(chunk_size, t)
-  n = -(-t // c)
-  pad = n * c - t
+  q = -(-t // c)
+  pad = q * c - t
   h = jnp.pad(hidden_BxTxD, ((0, 0), (0, pad), (0, 0)))
   y = jnp.pad(targets_BxT, ((0, 0), (0, pad)))
-  h_NxBxCxD = h.reshape(b, n, c, d).swapaxes(0, 1)
-  y_NxBxC = y.reshape(b, n, c).swapaxes(0, 1)
+  h_QxBxCxD = h.reshape(b, q, c, d).swapaxes(0, 1)
+  y_QxBxC = y.reshape(b, q, c).swapaxes(0, 1)
 
   @jax.checkpoint
   def chunk(h_BxCxD, y_BxC):
@@ -240,7 +240,7 @@ def token_logprobs(params: Params, cfg: ModelConfig, hidden_BxTxD: jax.Array,
     entropy_BxC = -jnp.sum(jnp.exp(logp_BxCxV) * logp_BxCxV, axis=-1)
     return logp_BxC, entropy_BxC
 
-  _, (logp, ent) = jax.lax.scan(lambda _, xs: (None, chunk(*xs)), None, (h_NxBxCxD, y_NxBxC))
-  logp_BxT = logp.swapaxes(0, 1).reshape(b, n * c)[:, :t]
-  ent_BxT = ent.swapaxes(0, 1).reshape(b, n * c)[:, :t]
+  _, (logp, ent) = jax.lax.scan(lambda _, xs: (None, chunk(*xs)), None, (h_QxBxCxD, y_QxBxC))
+  logp_BxT = logp.swapaxes(0, 1).reshape(b, q * c)[:, :t]
+  ent_BxT = ent.swapaxes(0, 1).reshape(b, q * c)[:, :t]
   return logp_BxT, ent_BxT

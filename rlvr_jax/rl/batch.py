@@ -1,7 +1,7 @@
 """The typed training batch, and the one function that turns prompts into it.
 
 Shape letters: B problems, N rollouts a problem, R = B * N rows (problem-major,
-row b * N + n), P prompt tokens, T response tokens, L = P + T.
+row b * N + n), P prompt tokens, T response tokens, S = P + T.
 
     made = make_batch(params, key, spec, next_examples, estimator)   # next_examples() -> B examples
     made.train        # TrainBatch: what the update reads
@@ -43,17 +43,17 @@ from rlvr_jax.rl import rollout
 
 
 class TrainBatch(NamedTuple):
-  """Rows for `step.train_step`; a field left None is not used by the loss.
+  """Rows for `update.train_step`; a field left None is not used by the loss.
 
-  tokens_RxL, attn_mask_RxL: left-padded prompt then response (int32).
+  tokens_RxS, attn_mask_RxS: left-padded prompt then response (int32).
   loss_mask_RxT: the response tokens that count in every loss term (float32).
   adv_R: each row's advantage, 0 outside the loss mask.
   old_logp_RxT: log-probs of the policy that sampled (the ratio's denominator).
   ref_logp_RxT: log-probs of the reference policy (KL term), or None.
   sampling_logp_RxT: log-probs under the sampler's distribution (TIS), or None.
   """
-  tokens_RxL: Any
-  attn_mask_RxL: Any
+  tokens_RxS: Any
+  attn_mask_RxS: Any
   loss_mask_RxT: Any
   adv_R: Any = None
   old_logp_RxT: Any = None
@@ -79,7 +79,7 @@ class BatchSpec:
   """How to make a batch (from the `rl` and `loss` config blocks and the compiled parts).
 
   generate: (params, examples, key) -> Rollouts (sampler + verifier).
-  logprobs: (params, tokens_RxL, attn_mask_RxL) -> logp_RxT, a teacher-forced pass;
+  logprobs: (params, tokens_RxS, attn_mask_RxS) -> logp_RxT, a teacher-forced pass;
     used for old log-probs when `recompute_old_logp`, and for the reference.
   ref_params: the frozen reference policy when the loss has a KL term, else None.
   rows_sharding: where the training rows go (global arrays; None keeps host numpy).
@@ -161,8 +161,8 @@ def assemble(ro: rollout.Rollouts, adv_BxN: np.ndarray, loss_mask_BxN: np.ndarra
   n = ro.num_samples
   in_loss_R = np.asarray(loss_mask_BxN, bool).reshape(-1)
   return TrainBatch(
-      tokens_RxL=np.concatenate([np.repeat(ro.prompt_BxP, n, 0), ro.tokens_RxT], 1).astype(np.int32),
-      attn_mask_RxL=np.concatenate([np.repeat(ro.prompt_mask_BxP, n, 0), ro.mask_RxT],
+      tokens_RxS=np.concatenate([np.repeat(ro.prompt_BxP, n, 0), ro.tokens_RxT], 1).astype(np.int32),
+      attn_mask_RxS=np.concatenate([np.repeat(ro.prompt_mask_BxP, n, 0), ro.mask_RxT],
                                    1).astype(np.int32),
       loss_mask_RxT=(ro.mask_RxT * in_loss_R[:, None]).astype(np.float32),
       adv_R=np.where(in_loss_R, np.asarray(adv_BxN, np.float32).reshape(-1), 0.0).astype(np.float32),
@@ -182,11 +182,11 @@ def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Call
   if spec.rows_sharding is not None:
     train = multihost.global_rows(train, spec.rows_sharding)
   if spec.recompute_old_logp:
-    train = train._replace(old_logp_RxT=spec.logprobs(params, train.tokens_RxL,
-                                                      train.attn_mask_RxL))
+    train = train._replace(old_logp_RxT=spec.logprobs(params, train.tokens_RxS,
+                                                      train.attn_mask_RxS))
   if spec.ref_params is not None:
-    train = train._replace(ref_logp_RxT=spec.logprobs(spec.ref_params, train.tokens_RxL,
-                                                      train.attn_mask_RxL))
+    train = train._replace(ref_logp_RxT=spec.logprobs(spec.ref_params, train.tokens_RxS,
+                                                      train.attn_mask_RxS))
   train = jax.block_until_ready(train)  # so time_logprobs is the passes', not the update's
   counts.update(time_sample=t1 - t0 - counts["verify_seconds"],
                 time_verify=counts.pop("verify_seconds"), time_logprobs=time.perf_counter() - t1)

@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import advantages, data as data_lib, models, multihost, sharding, tasks
 from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
-from rlvr_jax.rl import stats, step as step_lib, warmstart
+from rlvr_jax.rl import objectives, optim, stats, update as update_lib, warmstart
 
 BATCH_FNS = {"rlvr": batch_lib.make_batch}
 
@@ -132,20 +132,20 @@ def initial_policy(config: ml_collections.ConfigDict, params: Any, warm_dir: str
 def make_update(config: ml_collections.ConfigDict, cfg: models.ModelConfig, optimizer: Any,
                 state_sh: Any, rows_sh: NamedSharding, repl: NamedSharding) -> Any:
   """The jitted RL update `(state, TrainBatch) -> (state, metrics)`, state donated."""
-  loss_fn = functools.partial(step_lib.pg_loss_fn, cfg=cfg, loss_cfg=config.loss,
+  loss_fn = functools.partial(objectives.pg_loss_fn, cfg=cfg, loss_cfg=config.loss,
                               chunk_size=config.rl.logprob_chunk)
-  return jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+  return jax.jit(functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
                                    num_micro=config.rl.micro_batches, agg=config.loss.agg,
-                                   schedule=step_lib.lr_schedule(config.optimizer)),
+                                   schedule=optim.lr_schedule(config.optimizer)),
                  in_shardings=(state_sh, rows_sh), out_shardings=(state_sh, repl),
                  donate_argnums=0)
 
 
 def make_logprobs(config: ml_collections.ConfigDict, cfg: models.ModelConfig, params_sh: Any,
                   rows_sh: NamedSharding) -> Any:
-  """The jitted teacher-forced pass `(params, tokens_RxL, attn_mask_RxL) -> logp_RxT`."""
+  """The jitted teacher-forced pass `(params, tokens_RxS, attn_mask_RxS) -> logp_RxT`."""
   resp_len, chunk = config.rl.max_new_tokens, config.rl.logprob_chunk
-  fn = lambda p, tok, am: step_lib.response_logprobs(p, cfg, tok, am, resp_len, chunk)[0]
+  fn = lambda p, tok, am: objectives.response_logprobs(p, cfg, tok, am, resp_len, chunk)[0]
   return jax.jit(fn, in_shardings=(params_sh, rows_sh, rows_sh), out_shardings=rows_sh)
 
 
@@ -238,8 +238,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         logging.warning("SIGTERM during the warm start: stopping; it starts over on resume")
         return {}
       ref_params = reference_params(params) if kl else None
-      optimizer = step_lib.make_optimizer(config.optimizer)
-      state = step_lib.init_state(params, optimizer, mesh)
+      optimizer = optim.make_optimizer(config.optimizer)
+      state = optim.init_state(params, optimizer, mesh)
       rng, rl_step = jax.random.PRNGKey(config.seed + 1), 0
       prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts // jax.process_count(),
                                          seed=config.seed)  # this process's block of each batch

@@ -19,7 +19,7 @@ import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import data as data_lib, multihost, sampling_text
-from rlvr_jax.rl import rollout, step as step_lib
+from rlvr_jax.rl import objectives, optim, rollout, update as update_lib
 from rlvr_jax.rl.batch import TrainBatch
 
 
@@ -39,8 +39,8 @@ def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, c
                        f"{max_new_tokens}")
     resp_BxT[i, :len(tgt)] = tgt
     rmask_BxT[i, :len(tgt)] = 1
-  return TrainBatch(tokens_RxL=np.concatenate([prompt_BxP, resp_BxT], 1),
-                    attn_mask_RxL=np.concatenate([pmask_BxP, rmask_BxT], 1),
+  return TrainBatch(tokens_RxS=np.concatenate([prompt_BxP, resp_BxT], 1),
+                    attn_mask_RxS=np.concatenate([pmask_BxP, rmask_BxT], 1),
                     loss_mask_RxT=rmask_BxT.astype(np.float32))
 
 
@@ -53,11 +53,11 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
   the warm start keeps no optimizer checkpoint, so it starts over on resume.
   """
   ws = config.warmstart
-  optimizer = step_lib.make_optimizer(ws.optimizer)
-  loss_fn = functools.partial(step_lib.sft_loss_fn, cfg=cfg, chunk_size=config.rl.logprob_chunk)
-  state = step_lib.init_state(params, optimizer, mesh)
+  optimizer = optim.make_optimizer(ws.optimizer)
+  loss_fn = functools.partial(objectives.sft_loss_fn, cfg=cfg, chunk_size=config.rl.logprob_chunk)
+  state = optim.init_state(params, optimizer, mesh)
   state_sh = jax.tree.map(lambda x: x.sharding, state)
-  fn = jax.jit(functools.partial(step_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+  fn = jax.jit(functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
                                  num_micro=ws.micro_batches, agg="token-mean"),
                in_shardings=(state_sh, batch_sharding),
                out_shardings=(state_sh, NamedSharding(mesh, PartitionSpec())), donate_argnums=0)

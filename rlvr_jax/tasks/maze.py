@@ -58,10 +58,10 @@ def _edges(m: int) -> np.ndarray:
   return np.asarray(out, np.int64)
 
 
-def shortest_path(grid_NxN: np.ndarray) -> str | None:
+def shortest_path(grid_WxW: np.ndarray) -> str | None:
   """BFS shortest move string from S to E over a uint8 grid; None if E is unreachable."""
-  n = grid_NxN.shape[0]
-  flat = grid_NxN.reshape(-1)
+  n = grid_WxW.shape[0]
+  flat = grid_WxW.reshape(-1)
   start, end = int(np.flatnonzero(flat == ord("S"))[0]), int(np.flatnonzero(flat == ord("E"))[0])
   free = (flat != ord("*")).tolist()
   prev = {start: None}
@@ -127,8 +127,8 @@ def generate(size: int, count: int, rng: np.random.Generator,
   return out
 
 
-def to_text(grid_NxN: np.ndarray) -> str:
-  return "\n".join(row.tobytes().decode("ascii") for row in grid_NxN)
+def to_text(grid_WxW: np.ndarray) -> str:
+  return "\n".join(row.tobytes().decode("ascii") for row in grid_WxW)
 
 
 def parse_grid(grid: str) -> np.ndarray:
