@@ -294,7 +294,7 @@ def test_rewards_closer_than_float32_tiny_count_as_equal():
 def test_grpo_eps_is_added_to_the_group_std():
   # r = (1, 0, 0, 0): mean 1/4; ddof 1: var = (3/4)^2 + 3 (1/4)^2) / 3 = 1/4, std 1/2.
   r = np.array([[1, 0, 0, 0]], np.float32)
-  for eps in (1e-6, 1e-4):  # verl / Tunix, TRL
+  for eps in (1e-6, 1e-4):  # verl; TRL and Tunix
     adv, _ = advantages.compute("grpo", r, ddof=1, eps=eps)
     np.testing.assert_allclose(adv[0], np.array([0.75, -0.25, -0.25, -0.25]) / (0.5 + eps),
                                rtol=1e-6)

@@ -4,8 +4,9 @@ Shape letters: B problems, N rollouts a problem. Every estimator gives 0 to a
 problem whose valid rewards are all equal, and 0 to invalid rollouts.
 
 The peers' conventions are parameters, so a run can be compared with theirs
-number for number: verl and Tunix divide by std + 1e-6 with ddof 1
-(`ddof=1, eps=1e-6`), TRL by std + 1e-4 (`ddof=1, eps=1e-4`), and TRL's
+number for number: verl divides by std + 1e-6 with ddof 1 (`ddof=1, eps=1e-6`),
+TRL and Tunix by std + 1e-4 with ddof 1 (`ddof=1, eps=1e-4`; Tunix's
+`grpo_helpers.compute_advantages` as read on 2026-12-02), and TRL's
 `scale_rewards='batch'` divides by the std of every reward in the batch
 (`scale='batch'`).
 """
