@@ -20,6 +20,7 @@ or under a launcher JAX detects (SLURM, Open MPI, a GKE TPU slice): see docs/LAU
 
 import logging
 import os
+import re
 from typing import Any
 
 import jax
@@ -46,7 +47,10 @@ def launcher_detected(environ: dict[str, str] | None = None) -> str | None:
     return "slurm"
   if "OMPI_MCA_orte_hnp_uri" in env and int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1:
     return "openmpi"
-  if len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h.strip()]) > 1:
+  # libtpu writes a warning sentence into this variable where it finds no workers: only a
+  # list of host names counts.
+  hosts = [h.strip() for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",")]
+  if len(hosts) > 1 and all(re.fullmatch(r"[A-Za-z0-9.:_-]+", h) for h in hosts):
     return "gke-tpu"
   return None
 

@@ -113,6 +113,10 @@ def test_launcher_detection_and_flag_checks():
                                       "OMPI_COMM_WORLD_SIZE": "2"}) == "openmpi"
   assert multihost.launcher_detected({"TPU_WORKER_HOSTNAMES": "w0"}) is None
   assert multihost.launcher_detected({"TPU_WORKER_HOSTNAMES": "w0,w1"}) == "gke-tpu"
+  # What libtpu leaves in the variable on a machine without TPU workers (a comma inside).
+  libtpu_warning = ("WARNING: could not determine TPU worker hostnames or IP addresses, please "
+                    "set env var `TPU_WORKER_HOSTNAMES` manually")
+  assert multihost.launcher_detected({"TPU_WORKER_HOSTNAMES": libtpu_warning}) is None
   with pytest.raises(ValueError, match="go together"):
     multihost.initialize("localhost:1234", None, None)
   with pytest.raises(ValueError, match="not in"):
