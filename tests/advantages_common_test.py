@@ -1,7 +1,9 @@
 """The shared row helpers of the advantage estimators against NumPy."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rlvr_jax.advantages import _common
 
@@ -31,3 +33,20 @@ def test_inverse_permutation_undoes_the_order():
   rank = np.asarray(_common.inverse_permutation(order))
   np.testing.assert_array_equal(np.take_along_axis(rank, order, axis=1),
                                 np.broadcast_to(np.arange(9), (5, 9)))
+
+
+@pytest.mark.parametrize("n", [1, 8, 64, 65, 150])  # counted comparisons up to 64, a sort beyond
+def test_stable_ranks_are_a_stable_lexicographic_sort(n):
+  rng = np.random.default_rng(n)
+  # Few distinct values, so ties (broken by the second key, then by column) are everywhere.
+  a = rng.integers(0, 3, (6, n)).astype(np.float32)
+  b = rng.integers(0, 2, (6, n)).astype(np.int32)
+  want = np.empty((6, n), np.int64)
+  for r in range(6):
+    order = sorted(range(n), key=lambda i: (a[r, i], b[r, i], i))  # Python's sort: the spec
+    want[r, order] = np.arange(n)
+  got = np.asarray(jax.jit(_common.stable_ranks)(jnp.asarray(a), jnp.asarray(b)))
+  np.testing.assert_array_equal(got, want)
+  one_key = np.asarray(_common.stable_ranks(jnp.asarray(a)))
+  np.testing.assert_array_equal(one_key, np.argsort(np.argsort(a, axis=1, kind="stable"),
+                                                    axis=1, kind="stable"))

@@ -181,6 +181,31 @@ def by_reward(rewards_BxN: jax.Array, valid_BxN: jax.Array, a_pos_B: jax.Array,
   return jnp.where(valid_BxN, adv_BxN, 0.0)
 
 
+# Rows up to this long are ranked by counting comparisons (N^2 of them a row); longer ones by
+# a sort. On XLA:CPU a sort of 4096 rows of 32 takes ~18 ms and the comparisons ~1.4 ms; at
+# N = 64 the two cost about the same (benchmarks/RESULTS.md, 2026-12-02).
+_COMPARE_MAX_N = 64
+
+
+def stable_ranks(*keys_BxN: jax.Array) -> jax.Array:
+  """Each column's place (int32 [B, N]) when its row is sorted ascending by the keys, the
+  first key first, ties broken by the next key and at last by column (a stable sort).
+
+  `stable_ranks(x)` is `inverse_permutation(jnp.argsort(x, stable=True))`.
+  """
+  B, N = keys_BxN[0].shape
+  if N > _COMPARE_MAX_N:
+    order_BxN = jnp.lexsort(keys_BxN[::-1], axis=-1)  # lexsort's primary key is its last
+    return inverse_permutation(order_BxN.astype(jnp.int32))
+  col_N = jnp.arange(N)
+  # before[b, i, j]: column j sorts before column i.
+  before_BxNxN = jnp.broadcast_to(col_N[None, :] < col_N[:, None], (B, N, N))
+  for key_BxN in keys_BxN[::-1]:  # from the last tie-break to the first key
+    mine, other = key_BxN[:, :, None], key_BxN[:, None, :]
+    before_BxNxN = (other < mine) | ((other == mine) & before_BxNxN)
+  return jnp.sum(before_BxNxN, axis=-1, dtype=jnp.int32)
+
+
 def inverse_permutation(order_BxN: jax.Array) -> jax.Array:
   """rank with rank[b, order[b, i]] = i: each column's place in its row's order."""
   rows_Bx1 = jnp.arange(order_BxN.shape[0])[:, None]

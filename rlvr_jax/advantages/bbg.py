@@ -63,8 +63,15 @@ def bbg(rewards_BxN, valid_BxN, *, k, tau, alpha, beta, zero_success_coef, base,
         counts, **_):
   """Base advantage times the normalized boundary utility; gating below tau."""
   m_B, n_B = counts.num_pos_B, counts.num_valid_B
-  log_u_B = log_utility(m_B, n_B, k, alpha, beta)
-  weight_B = jnp.exp(jnp.minimum(log_u_B - log_utility(0.0, n_B, k, alpha, beta), 0.0))
+  # u depends on (m, n) alone, each a count in 0..N: evaluated once on that grid (K - 1
+  # factors a cell), then every problem takes its cell.
+  N = rewards_BxN.shape[1]
+  n_N1x1 = jnp.arange(N + 1, dtype=jnp.float32)[:, None]
+  m_N1xN1 = jnp.minimum(jnp.arange(N + 1, dtype=jnp.float32)[None, :], n_N1x1)  # m <= n
+  log_u_N1xN1 = log_utility(m_N1xN1, n_N1x1, k, alpha, beta)
+  n_idx_B, m_idx_B = n_B.astype(jnp.int32), m_B.astype(jnp.int32)
+  log_u_B = log_u_N1xN1[n_idx_B, m_idx_B]
+  weight_B = jnp.exp(jnp.minimum(log_u_B - log_u_N1xN1[n_idx_B, 0], 0.0))
   has_B = n_B > 0
   zero_B = has_B & (m_B == 0)
   gated_B = has_B & (m_B > 0) & (weight_B < tau)

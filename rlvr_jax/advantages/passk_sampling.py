@@ -20,21 +20,13 @@ def _random_ranks(key: jax.Array, valid_BxN: jax.Array) -> jax.Array:
   """Each entry's place in a uniformly random order of its row, valid entries first.
 
   int32 [B, N]: the valid entries take places 0 .. n - 1 in random order, the
-  invalid ones the places after them, in column order.
+  invalid ones the places after them, in column order. The order is that of two
+  independent 32-bit random words an entry (ties in both, with probability about
+  N^2 2^-65 a row, fall back to column order).
   """
-  B, N = valid_BxN.shape
-  # perm_BxN[b, i]: the column at random position i of row b.
-  perm_BxN = jax.vmap(lambda row_key: jax.random.permutation(row_key, N))(
-      jax.random.split(key, B))
-  valid_perm_BxN = jnp.take_along_axis(valid_BxN, perm_BxN, axis=-1)
-  # A valid column's place: the valid columns before it in the random order.
-  place_perm_BxN = jnp.cumsum(valid_perm_BxN, axis=-1, dtype=jnp.int32) - 1
-  rows_Bx1 = jnp.arange(B)[:, None]
-  place_BxN = jnp.zeros((B, N), jnp.int32).at[rows_Bx1, perm_BxN].set(place_perm_BxN)
-  # An invalid one's: after all n valid ones, in column order.
-  n_Bx1 = jnp.sum(valid_BxN, axis=-1, keepdims=True, dtype=jnp.int32)
-  place_invalid_BxN = n_Bx1 + jnp.cumsum(~valid_BxN, axis=-1, dtype=jnp.int32) - 1
-  return jnp.where(valid_BxN, place_BxN, place_invalid_BxN)
+  bits_2xBxN = jax.random.bits(key, (2,) + valid_BxN.shape, jnp.uint32)
+  words_2xBxN = jnp.where(valid_BxN, bits_2xBxN, 0)  # invalid: column order among themselves
+  return _common.stable_ranks((~valid_BxN).astype(jnp.int32), words_2xBxN[0], words_2xBxN[1])
 
 
 @register("passk_full", defaults={"k": None}, domain="real", check=_common.check_k,

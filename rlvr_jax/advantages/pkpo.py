@@ -98,10 +98,12 @@ def pkpo(rewards_BxN, valid_BxN, *, k, baseline, counts, **_):
   n_Bx1 = n_B[:, None]
   enough_B = n_B >= k
   # f_BxN: each row's valid rewards sorted ascending (stable), 0 past the n-th place.
-  order_BxN = jnp.argsort(jnp.where(valid_BxN, rewards_BxN, jnp.inf), axis=-1, stable=True)
+  place_BxN = _common.stable_ranks(jnp.where(valid_BxN, rewards_BxN, jnp.inf))
   p_N = jnp.arange(N)
   live_BxN = p_N < n_Bx1
-  f_BxN = jnp.where(live_BxN, jnp.take_along_axis(rewards_BxN, order_BxN, axis=-1), 0.0)
+  rows_Bx1 = jnp.arange(rewards_BxN.shape[0])[:, None]
+  f_BxN = jnp.where(live_BxN, jnp.zeros_like(rewards_BxN).at[rows_Bx1, place_BxN].set(rewards_BxN),
+                    0.0)
   w_BxN = subset_weight(n_Bx1, p_N, k, N)                        # C(p, k-1) / C(n, k)
   maxg_B = jnp.sum(w_BxN * f_BxN, axis=-1)
   if baseline in ("none", "sloo"):
@@ -122,6 +124,6 @@ def pkpo(rewards_BxN, valid_BxN, *, k, baseline, counts, **_):
   else:
     gap_BxN = jnp.where(live_BxN & (p_N >= 1), f_BxN - jnp.roll(f_BxN, 1, axis=-1), 0.0)
     s_BxN = jnp.cumsum(gap_BxN * w_BxN, axis=-1)
-  adv_BxN = jnp.take_along_axis(s_BxN, _common.inverse_permutation(order_BxN), axis=-1)
+  adv_BxN = jnp.take_along_axis(s_BxN, place_BxN, axis=-1)
   return (jnp.where(valid_BxN & enough_B[:, None], adv_BxN, 0.0),
           {"maxg_at_k": jnp.where(enough_B, maxg_B, 0.0), "too_few_valid": ~enough_B})
