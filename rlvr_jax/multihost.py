@@ -162,12 +162,6 @@ def max_over(value: int) -> int:
   return int(np.max(multihost_utils.process_allgather(np.int64(value))))
 
 
-def sum_over(value: float) -> float:
-  if jax.process_count() == 1:
-    return float(value)
-  return float(np.sum(multihost_utils.process_allgather(np.float64(value))))
-
-
 def any_process(flag: bool) -> bool:
   """True on every process when `flag` is True on any one (a stop request, say)."""
   if jax.process_count() == 1:
