@@ -104,7 +104,8 @@ def test_every_config_takes_k_only_for_estimators_that_have_one(path):
   assert get_config(ckpt + "estimator=passk_analytical,k=8").advantage.to_dict() == {
       "name": "passk_analytical", "k": 8}
   assert get_config(ckpt + "estimator=pkpo,k=2").advantage.k == 2
-  assert "k" not in get_config(ckpt + "estimator=bbg,k=8").advantage
+  assert get_config(ckpt + "estimator=bbg,k=8").advantage.k == 8  # bbg's Pass@K is k too
+  assert "k" not in get_config(ckpt + "estimator=grpo,k=8").advantage
   with pytest.raises(ValueError, match="unknown advantage estimator 'passk'"):
     get_config(ckpt + "estimator=passk")
 
