@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
-from rlvr_jax import config_utils, models, sharding  # noqa: E402
+from rlvr_jax import config_utils, models, multihost, sharding  # noqa: E402
 from rlvr_jax.rl import objectives, optim, update as update_lib  # noqa: E402
 from rlvr_jax.rl.batch import TrainBatch  # noqa: E402
 
@@ -104,17 +104,11 @@ def host_row_blocks(mesh, rows: int, rules=None) -> dict:
   so a mesh that interleaves hosts along the batch axes is caught before a pod job.
   """
   rows_sh = NamedSharding(mesh, sharding.logical_to_spec(("batch",), rules, (rows,), mesh))
-  blocks: dict[int, set] = {}  # host -> the distinct [start, stop) its devices hold
-  for device, idx in rows_sh.devices_indices_map((rows,)).items():
-    start, stop, _ = idx[0].indices(rows)
-    blocks.setdefault(device.process_index, set()).add((start, stop))
+  blocks = multihost.row_blocks(rows_sh, rows)
   hosts = sorted(blocks)
   per_host = rows // len(hosts)
-  ok = rows % len(hosts) == 0
-  for rank, h in enumerate(hosts):
-    held = sorted(blocks[h])
-    contiguous = all(a[1] == b[0] for a, b in zip(held, held[1:]))
-    ok &= contiguous and (held[0][0], held[-1][1]) == (rank * per_host, (rank + 1) * per_host)
+  ok = rows % len(hosts) == 0 and all(
+      blocks[h] == (rank * per_host, (rank + 1) * per_host) for rank, h in enumerate(hosts))
   return {"hosts": len(hosts), "rows_process_major": bool(ok)}
 
 

@@ -88,13 +88,16 @@ def is_lead() -> bool:
   return jax.process_index() == 0
 
 
-def _row_block(sharding: NamedSharding, num_rows: int) -> tuple[int, int]:
-  """[start, stop) of the rows this process's devices hold under `sharding`."""
-  starts, stops = [], []
-  for idx in sharding.addressable_devices_indices_map((num_rows,)).values():
-    starts.append(idx[0].start or 0)
-    stops.append(num_rows if idx[0].stop is None else idx[0].stop)
-  return min(starts), max(stops)
+def row_blocks(sharding: NamedSharding, num_rows: int) -> dict[int, tuple[int, int]]:
+  """{process index: [start, stop)}, the span of the rows each process's devices hold under
+  a row sharding. Spans that are the consecutive blocks [p * R / P, (p + 1) * R / P) mean
+  every process holds exactly its own block (a hole would be another process's rows)."""
+  blocks: dict[int, tuple[int, int]] = {}
+  for device, idx in sharding.devices_indices_map((num_rows,)).items():
+    start, stop, _ = idx[0].indices(num_rows)
+    lo, hi = blocks.get(device.process_index, (start, stop))
+    blocks[device.process_index] = (min(lo, start), max(hi, stop))
+  return blocks
 
 
 def global_rows(local: Any, sharding: NamedSharding) -> Any:
@@ -106,7 +109,7 @@ def global_rows(local: Any, sharding: NamedSharding) -> Any:
   def one(x):
     x = np.asarray(x)
     rows = x.shape[0] * jax.process_count()
-    start, stop = _row_block(sharding, rows)
+    start, stop = row_blocks(sharding, rows)[jax.process_index()]
     if (start, stop) != (jax.process_index() * x.shape[0], (jax.process_index() + 1) * x.shape[0]):
       raise ValueError(
           f"process {jax.process_index()}'s devices hold rows [{start}, {stop}) of {rows}, not "
@@ -149,7 +152,8 @@ def local_rows(tree: Any) -> Any:
 
 def gather(tree: Any) -> Any:
   """Host arrays with a leading per-process dim (equal shapes on every process) ->
-  their concatenation over processes, in process order, on every process."""
+  their concatenation over processes, in process order, on every process; global
+  arrays (the params) -> their full value as numpy, on every process."""
   if jax.process_count() == 1:
     return jax.tree.map(np.asarray, tree)
   return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
@@ -173,10 +177,3 @@ def sync(name: str) -> None:
   """Waits until every process reaches the barrier `name`."""
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
-
-
-def all_params(tree: Any) -> Any:
-  """A tree of (possibly cross-process) sharded arrays -> full numpy arrays on every process."""
-  if jax.process_count() == 1:
-    return jax.device_get(tree)
-  return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))

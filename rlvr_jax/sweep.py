@@ -327,7 +327,8 @@ def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
 
 def plot(runs: Sequence[Run], groups: dict, path: str, over: str) -> None:
   """Left: final eval pass@k against k, a line a group (mean over `over`, +- std bars);
-  right: reward_mean over the RL steps, a line a group (mean over `over`)."""
+  right: reward_mean over the RL steps, a line a group (mean over `over`). `groups`:
+  each group's final metrics, as `summarize` grouped them."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -337,7 +338,7 @@ def plot(runs: Sequence[Run], groups: dict, path: str, over: str) -> None:
     by_group.setdefault(_group_key(r.values, over), []).append(r)
   for g, members in by_group.items():
     label = ",".join(f"{k}={v}" for k, v in g) or "all"
-    finals = [final_metrics(r) for r in members]
+    finals = groups[g]
     ks = sorted({_pass_k(k) for f in finals for k in f if k.startswith("pass@")})
     if ks:
       stats = [_mean_std([f[f"pass@{k}"] for f in finals if f"pass@{k}" in f]) for k in ks]

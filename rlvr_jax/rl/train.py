@@ -298,7 +298,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     from rlvr_jax import checkpoints
     # The char tokenizer has no HF form; pretrained policies' tokenizers are saved alongside.
     tok = tokenizer if hasattr(tokenizer, "save_pretrained") else None
-    params = multihost.all_params(state["params"])  # a collective: every process takes part
+    params = multihost.gather(state["params"])  # a collective: every process takes part
     if lead:
       checkpoints.export_hf(params, cfg, os.path.join(workdir, "hf_export"), tok)
     multihost.sync("export_hf")
