@@ -16,6 +16,10 @@ class Task:
 
   `needs_pool`: True when a verification can hang (symbolic math), so batches
   go through a process pool with a hard time limit; cheap verifiers run in-process.
+
+  Tasks whose examples are a problem text with a reference answer (math, arith)
+  also implement `with_problem` and `reference_answer`, which problem synthesis
+  (SvS) needs; the others raise NotImplementedError there.
   """
 
   name: str = ""
@@ -32,6 +36,20 @@ class Task:
 
   def normalized_answer(self, response: str) -> str | None:
     raise NotImplementedError
+
+  def with_problem(self, example: Example, problem_text: str) -> Example:
+    """A new example posing `problem_text` with `example`'s reference answer.
+
+    SvS grades the solutions of a problem the policy synthesized from `example`
+    against `example`'s answer.
+    """
+    raise NotImplementedError(f"task {self.name!r} has no problem text to replace "
+                              "(with_problem is for problem-and-answer tasks: math, arith)")
+
+  def reference_answer(self, example: Example) -> str:
+    """`example`'s reference answer, normalized the way `verify` compares answers."""
+    raise NotImplementedError(f"task {self.name!r} has no single reference answer "
+                              "(reference_answer is for problem-and-answer tasks: math, arith)")
 
   def verify_many(self, responses: Sequence[str], examples: Sequence[Example],
                   pool: Any = None) -> tuple[list[float], dict]:

@@ -125,3 +125,13 @@ class MathTask(base.Task):
   def normalized_answer(self, response: str) -> str | None:
     pred = self.candidate(response)
     return None if pred is None else "".join(pred.split())
+
+  def with_problem(self, example: dict, problem_text: str) -> dict:
+    if not isinstance(problem_text, str):
+      raise TypeError(f"problem_text must be a str, got {type(problem_text).__name__}")
+    return {"problem": problem_text, "answer": str(example["answer"])}
+
+  def reference_answer(self, example: dict) -> str:
+    """The reference answer without whitespace, as `normalized_answer` writes a boxed answer
+    (math-verify's equivalence is wider: `0.5` also grades against `\\frac{1}{2}`)."""
+    return "".join(str(example["answer"]).split())
