@@ -12,7 +12,7 @@ from rlvr_jax import tasks
 
 
 def test_registry():
-  assert tasks.names() == ["countdown", "math", "maze"]
+  assert tasks.names() == ["arith", "countdown", "math", "maze"]
   for name in tasks.names():
     assert tasks.get(name).name == name
   with pytest.raises(ValueError, match="unknown task 'mazes'"):
