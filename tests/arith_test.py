@@ -1,11 +1,13 @@
-"""Arith: the boxed-integer verifier, worked solutions, splits, with_problem."""
+"""Arith: the boxed-integer verifier, worked solutions, splits, with_problem and the TFDS build."""
 
 import collections
 import re
 
+import ml_collections
 import pytest
 
-from rlvr_jax import tasks
+from rlvr_jax import data, tasks
+from rlvr_jax.rl.defaults import base_config
 from rlvr_jax.tasks import arith
 
 TASK = tasks.get("arith")
@@ -189,3 +191,24 @@ def test_with_problem_on_math_and_the_defaults():
     with pytest.raises(NotImplementedError, match=f"task '{name}' has no single reference"):
       tasks.get(name).reference_answer(ex)
 
+
+def test_tfds_build_round_trip(tmp_path):
+  splits = {"num_train": 300, "num_test": 120, "seed": 11, "operands": (2, 3)}
+  cfg = base_config().data
+  cfg.dir = str(tmp_path)
+  cfg.splits = ml_collections.ConfigDict(splits)
+  cfg.eval_group_key = "operands"
+  train, evals = data.load("arith", cfg)
+  expected = arith.make_splits(**splits)
+  rows = [train[i] for i in range(len(train))]
+  assert rows == expected["train"]  # same examples, same order, plain Python values
+  assert all(type(e["operands"]) is int and type(e["answer"]) is str for e in rows)
+  by_operands = {}
+  for ex in expected["test"]:
+    by_operands.setdefault(f"operands{ex['operands']}", []).append(ex)
+  assert evals == by_operands and set(evals) == {"operands2", "operands3"}
+  assert all(TASK.verify(e["solution"], e) == 1.0 for e in rows)
+  with pytest.raises(ValueError, match="only 3078 distinct problems"):
+    data.load("arith", ml_collections.ConfigDict({**cfg.to_dict(),
+                                                  "splits": {**splits, "num_train": 3000}}))
+  assert (tmp_path / "rlvr_arith").is_dir()

@@ -6,13 +6,13 @@
     ocp.args.Composite(..., data=data.iterator_save_args(it))           # into a checkpoint
 """
 
-from rlvr_jax.data.builders import (TASKS, RlvrCountdown, RlvrMath, RlvrMaze, countdown_splits,
-                                    for_task)
+from rlvr_jax.data.builders import (TASKS, RlvrArith, RlvrCountdown, RlvrMath, RlvrMaze,
+                                    countdown_splits, for_task)
 from rlvr_jax.data.iterators import (PromptIterator, iterator_restore_args, iterator_save_args,
                                      prompt_iterator, warmstart_iterator)
 from rlvr_jax.data.sources import Examples, Splits, data_dir, load, to_example
 
-__all__ = ["TASKS", "Examples", "PromptIterator", "RlvrCountdown", "RlvrMath", "RlvrMaze",
-           "Splits", "countdown_splits", "data_dir", "for_task", "iterator_restore_args",
-           "iterator_save_args", "load", "prompt_iterator", "to_example",
+__all__ = ["TASKS", "Examples", "PromptIterator", "RlvrArith", "RlvrCountdown", "RlvrMath",
+           "RlvrMaze", "Splits", "countdown_splits", "data_dir", "for_task",
+           "iterator_restore_args", "iterator_save_args", "load", "prompt_iterator", "to_example",
            "warmstart_iterator"]

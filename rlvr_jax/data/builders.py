@@ -7,10 +7,11 @@
 A builder's records are a pure function of its BuilderConfig, and the
 config's name is a hash of everything the records depend on, so two configs
 never share files and the same config reuses them:
-- maze / countdown: the split kwargs (`config.data.splits`) and the source of
-  the task module that generates them (an edited generator builds anew);
-  maze rows are `maze.make_splits(**splits)`, countdown rows come from
-  `countdown_splits`, the same examples the trainer drew before TFDS.
+- maze / countdown / arith: the split kwargs (`config.data.splits`) and the
+  source of the task module that generates them (an edited generator builds
+  anew); maze rows are `maze.make_splits(**splits)`, arith rows
+  `arith.make_splits(**splits)`, countdown rows come from `countdown_splits`,
+  the same examples the trainer drew before TFDS.
 - math: the bytes of the train and eval jsonl files (a changed file builds
   anew; the same content under another path reuses the build).
 Records keep the generator's order (`disable_shuffling`), so an eval set
@@ -33,7 +34,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rlvr_jax.tasks import countdown, math_task, maze
+from rlvr_jax.tasks import arith, countdown, math_task, maze
 
 # TFDS derives a builder's source path through the optional `importlib_resources`
 # package for builders inside packages; giving it directly avoids that dependency.
@@ -153,6 +154,18 @@ class RlvrCountdown(_GeneratedBuilder):
             "target": tfds.features.Scalar(np.int32), "solution": tfds.features.Text()}
 
 
+class RlvrArith(_GeneratedBuilder):
+  """Single-digit sums and differences: `arith.make_splits(**config.data.splits)`."""
+
+  name = "rlvr_arith"
+  _task_module = arith
+  _make_splits = staticmethod(arith.make_splits)
+
+  def _features(self) -> dict[str, tfds.features.FeatureConnector]:
+    return {"problem": tfds.features.Text(), "answer": tfds.features.Text(),
+            "solution": tfds.features.Text(), "operands": tfds.features.Scalar(np.int32)}
+
+
 class RlvrMath(_TaskBuilder):
   """Math problems from jsonl files: split 'train' and one split an eval set."""
 
@@ -201,7 +214,7 @@ def eval_files(spec: str | Mapping[str, str]) -> list[tuple[str, str]]:
   return [(name, os.path.abspath(os.path.expanduser(path))) for name, path in pairs]
 
 
-_GENERATED = {"maze": RlvrMaze, "countdown": RlvrCountdown}
+_GENERATED = {"maze": RlvrMaze, "countdown": RlvrCountdown, "arith": RlvrArith}
 TASKS = (*_GENERATED, "math")
 
 

@@ -4,8 +4,8 @@
     train[i]            # the task's example dict (str, int, list[int]); len(train)
     evals               # {eval set name: [example, ...]}
 
-Eval sets: maze / countdown split their test split by `data.eval_group_key`
-(set name f'{key}{value}', e.g. 'size7'; one set 'test' without a key) after
+Eval sets: maze / countdown / arith split their test split by `data.eval_group_key`
+(set name f'{key}{value}', e.g. 'size7' or 'operands3'; one set 'test' without a key) after
 capping it at its first `data.eval_limit` examples (0: all); math has one set
 an eval file (`data.eval_files`), each capped at `data.eval_limit`.
 The data dir is `data.dir`, else $RLVR_JAX_DATA_DIR, else ~/.cache/rlvr_jax/tfds.
