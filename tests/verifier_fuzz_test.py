@@ -18,7 +18,7 @@ import pytest
 from hypothesis import strategies as st
 
 from rlvr_jax import tasks
-from rlvr_jax.tasks import countdown, maze
+from rlvr_jax.tasks import arith, countdown, maze
 
 FRAGMENTS = ["\\boxed{", "{", "}", "<answer>", "</answer>", "<answer", "answer>", "L", "R",
              "U", "D", "l", "d", "(", ")", "**", "^", "/", "0", "9" * 40, "\\frac{", "\\sqrt{",
@@ -32,6 +32,7 @@ STRINGS = st.one_of(st.text(max_size=300), ADVERSARIAL,
 
 MAZE_EX = maze.generate(9, 1, np.random.default_rng(0))[0]
 COUNTDOWN_EX = {"numbers": [3, 3, 8, 8], "target": 24}
+ARITH_EX = arith.solve([1, 9], "-")  # answer -8
 MATH_EX = {"problem": "", "answer": "\\frac{1}{2}"}
 SETTINGS = hypothesis.settings(deadline=None, database=None,
                                suppress_health_check=list(hypothesis.HealthCheck))
@@ -90,7 +91,8 @@ FUZZ = st.sampled_from([True] + [False] * 9).flatmap(
 
 def test_fuzz_every_verifier(pool):
   in_process = [(tasks.get("maze"), MAZE_EX), (tasks.get("countdown"), COUNTDOWN_EX),
-                (tasks.get("countdown", allow_power=True), COUNTDOWN_EX)]
+                (tasks.get("countdown", allow_power=True), COUNTDOWN_EX),
+                (tasks.get("arith"), ARITH_EX)]
   math = tasks.get("math")
   totals = {"strings": 0, "graded": 0, "timeouts": 0, "errors": 0}
 
@@ -134,8 +136,9 @@ def _giants():
 
 
 def test_giants_in_process():
-  for task in (tasks.get("maze"), tasks.get("countdown"), tasks.get("countdown", allow_power=True)):
-    example = MAZE_EX if task.name == "maze" else COUNTDOWN_EX
+  for task, example in ((tasks.get("maze"), MAZE_EX), (tasks.get("countdown"), COUNTDOWN_EX),
+                        (tasks.get("countdown", allow_power=True), COUNTDOWN_EX),
+                        (tasks.get("arith"), ARITH_EX)):
     _check_in_process(task, _giants(), example)
 
 
