@@ -72,6 +72,11 @@ class MadeBatch(NamedTuple):
   adv_BxN: np.ndarray
   info: dict[str, np.ndarray]  # the estimator's per-problem info, loss_mask_BxN included
   counts: dict[str, float]  # sampling tries, filled groups, time split, verifier counts
+  # The update's groups as global row indices (None: every problem's N rows, the RLVR
+  # layout) and a row outside the loss that pads the last mini-batch (see `pack_groups`).
+  groups: list[np.ndarray] | None = None
+  pad_row: int | None = None
+  metrics: dict[str, float] = {}  # the kind of step's own metrics, already global
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +88,7 @@ class BatchSpec:
     used for old log-probs when `recompute_old_logp`, and for the reference.
   ref_params: the frozen reference policy when the loss has a KL term, else None.
   rows_sharding: where the training rows go (global arrays; None keeps host numpy).
+  svs: the synthesis settings of an SvS step (`rl/svs.py`), None for RLVR.
   """
   generate: Callable[..., rollout.Rollouts]
   batch_prompts: int
@@ -94,6 +100,7 @@ class BatchSpec:
   ref_params: Any = None
   keep_sampling_logp: bool = False
   rows_sharding: Any = None
+  svs: Any = None
 
 
 def rollout_validity(ro: rollout.Rollouts, mask_truncated: bool) -> np.ndarray:
@@ -179,6 +186,14 @@ def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Call
   adv_BxN, info = estimate(estimator, ro, valid_BxN, k_adv, name)
   train = assemble(ro, adv_BxN, info["loss_mask_BxN"], keep_sampling_logp=spec.keep_sampling_logp)
   t1 = time.perf_counter()
+  train = to_devices(params, spec, train)
+  counts.update(time_sample=t1 - t0 - counts["verify_seconds"],
+                time_verify=counts.pop("verify_seconds"), time_logprobs=time.perf_counter() - t1)
+  return MadeBatch(train, ro, valid_BxN, adv_BxN, info, counts)
+
+
+def to_devices(params: Any, spec: BatchSpec, train: TrainBatch) -> TrainBatch:
+  """The host rows as global arrays, with the teacher-forced old / reference log-probs."""
   if spec.rows_sharding is not None:
     train = multihost.global_rows(train, spec.rows_sharding)
   if spec.recompute_old_logp:
@@ -187,7 +202,46 @@ def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Call
   if spec.ref_params is not None:
     train = train._replace(ref_logp_RxT=spec.logprobs(spec.ref_params, train.tokens_RxS,
                                                       train.attn_mask_RxS))
-  train = jax.block_until_ready(train)  # so time_logprobs is the passes', not the update's
-  counts.update(time_sample=t1 - t0 - counts["verify_seconds"],
-                time_verify=counts.pop("verify_seconds"), time_logprobs=time.perf_counter() - t1)
-  return MadeBatch(train, ro, valid_BxN, adv_BxN, info, counts)
+  return jax.block_until_ready(train)  # so time_logprobs is the passes', not the update's
+
+
+def concat_rows(parts: list[TrainBatch], pad_id: int, row_multiple: int = 1) -> TrainBatch:
+  """The rows of `parts` one after the other, then copies of row 0 outside the loss up to a
+  multiple of `row_multiple` rows, at least one (the row `pack_groups` pads with).
+
+  Prompts of different widths are left-padded to the widest (mask 0: never attended to).
+  """
+  width = max(p.tokens_RxS.shape[1] for p in parts)
+  left = lambda x, fill: np.pad(x, ((0, 0), (width - x.shape[1], 0)), constant_values=fill)
+  parts = [p._replace(tokens_RxS=left(p.tokens_RxS, pad_id), attn_mask_RxS=left(p.attn_mask_RxS, 0))
+           for p in parts]
+  rows = sum(p.tokens_RxS.shape[0] for p in parts)
+  null = parts[0].rows(np.zeros(-(-(rows + 1) // row_multiple) * row_multiple - rows, np.int64))
+  null = null._replace(loss_mask_RxT=np.zeros_like(null.loss_mask_RxT),
+                       adv_R=np.zeros_like(null.adv_R))
+  fields = {}
+  for name in TrainBatch._fields:
+    vals = [getattr(p, name) for p in parts + [null]]
+    if any(v is None for v in vals):
+      if not all(v is None for v in vals):
+        raise ValueError(f"TrainBatch field {name} is set in some parts only")
+      fields[name] = None
+    else:
+      fields[name] = np.concatenate(vals)
+  return TrainBatch(**fields)
+
+
+def pack_groups(groups: list[np.ndarray], key: jax.Array, rows: int, pad_row: int
+                ) -> list[np.ndarray]:
+  """Mini-batches of `rows` row indices: the groups in a random order, their rows one after
+  the other, the last mini-batch filled up with `pad_row` (a row outside the loss).
+
+  A group may straddle two mini-batches; its advantages were computed before, so they do
+  not change.
+  """
+  if not groups:
+    return []
+  order = np.asarray(jax.random.permutation(key, len(groups)))
+  flat = np.concatenate([groups[i] for i in order])
+  flat = np.concatenate([flat, np.full(-len(flat) % rows, pad_row, flat.dtype)])
+  return [flat[i:i + rows].astype(np.int32) for i in range(0, len(flat), rows)]

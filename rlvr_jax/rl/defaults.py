@@ -53,7 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
                                           "advantage": {"name": "grpo"}})
   c.warmstart = ml_collections.ConfigDict(dict(
       steps=0, batch_size=32, micro_batches=1, target_field="solution", log_every=10,
-      load_dir="",
+      load_dir="", synthesis_frac=0.0,
       optimizer=dict(lr=1e-3, warmup_steps=20, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0,
                      max_grad_norm=1.0)))
   c.eval = ml_collections.ConfigDict(dict(
@@ -61,6 +61,16 @@ def base_config() -> ml_collections.ConfigDict:
       batch_prompts=32))
   c.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=3, async_save=True,
                                                 export_hf=False))
+  # algorithm='svs' (rl/svs.py, PAPERS.md section 4). num_syntheses: problems written a context
+  # (the paper's G_v; 0 = rl.num_samples); contexts: correct responses of problems with accuracy
+  # in [acc_low, acc_high]; synthesis reward 1 for a solve accuracy in [reward_low, reward_high];
+  # temperature / top_p of the synthesis (negative = the rollout's); prompt: the synthesis
+  # prompt with a {solution} field ('' = svs.PROMPT); max_synthesis_prompt_len 0 = rl.max_prompt_len
+  # + rl.max_new_tokens; max_contexts a process a step.
+  c.svs = ml_collections.ConfigDict(dict(
+      num_syntheses=0, acc_low=0.125, acc_high=0.5, reward_low=0.125, reward_high=0.625,
+      leak_check=True, temperature=-1.0, top_p=-1.0, prompt="", max_synthesis_prompt_len=0,
+      max_contexts=32))
   return c
 
 

@@ -88,19 +88,20 @@ def concat(parts: Sequence[Rollouts]) -> Rollouts:
   return Rollouts(**fields)
 
 
-def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, key: jax.Array, *,
-             num_samples: int, max_prompt_len: int, max_new_tokens: int, temperature: float,
-             top_p: float, chat: bool, pool: Any = None, mesh: Any = None,
-             rules: Any = None) -> Rollouts:
-  """Samples `num_samples` responses per example and scores them with the task's verifier.
+def sample(params: Any, cfg: Any, tokenizer: Any, prompts: Sequence[Any], key: jax.Array, *,
+           num_samples: int, max_prompt_len: int, max_new_tokens: int, temperature: float,
+           top_p: float, chat: bool, examples: list | None = None, mesh: Any = None,
+           rules: Any = None) -> Rollouts:
+  """`num_samples` responses to each prompt (text or chat messages), not yet scored.
 
-  In a multi-process run `examples` are this process's block of the global batch;
-  the prompts are padded to the widest over all processes (one width for the global
-  arrays), and the rollouts are those of this process's rows, verified here.
+  The rewards are zeros and `examples` (default: the prompts) is carried along;
+  `generate` adds the verifier. In a multi-process run `prompts` are this
+  process's block of the global batch; they are padded to the widest over all
+  processes (one width for the global arrays), and the rollouts are those of
+  this process's rows.
   """
-  prompt_BxP, mask_BxP = sampling_text.encode_prompts(
-      tokenizer, [prompt(task, ex, chat) for ex in examples], chat=chat, pad_id=cfg.pad_id,
-      max_len=max_prompt_len)
+  prompt_BxP, mask_BxP = sampling_text.encode_prompts(tokenizer, prompts, chat=chat,
+                                                      pad_id=cfg.pad_id, max_len=max_prompt_len)
   width = multihost.max_over(prompt_BxP.shape[1])
   if width > prompt_BxP.shape[1]:  # left padding with mask 0: never seen by attention or loss
     pad = ((0, 0), (width - prompt_BxP.shape[1], 0))
@@ -110,18 +111,32 @@ def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, k
                         max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                         eos_ids=tuple(cfg.eos_ids), pad_id=cfg.pad_id, mesh=mesh, rules=rules)
   out = sampling.SampleOutput(*multihost.local_rows(tuple(out)))
-  responses = sampling_text.decode_responses(tokenizer, out)
-  rep_examples = [ex for ex in examples for _ in range(num_samples)]
-  t0 = time.perf_counter()
-  rewards_R, info = tasks.verify_batch(task, responses, rep_examples, pool=pool)
-  verify_seconds = time.perf_counter() - t0
-  return Rollouts(examples=list(examples), prompt_BxP=prompt_BxP, prompt_mask_BxP=mask_BxP,
-                  tokens_RxT=out.tokens_RxT.astype(np.int32), mask_RxT=out.mask_RxT.astype(np.int32),
+  return Rollouts(examples=list(prompts if examples is None else examples), prompt_BxP=prompt_BxP,
+                  prompt_mask_BxP=mask_BxP, tokens_RxT=out.tokens_RxT.astype(np.int32),
+                  mask_RxT=out.mask_RxT.astype(np.int32),
                   logprobs_RxT=out.logprobs_RxT.astype(np.float32),
                   sampling_logprobs_RxT=out.sampling_logprobs_RxT.astype(np.float32),
                   entropy_RxT=out.entropy_RxT.astype(np.float32),
                   lengths_R=out.lengths_R.astype(np.int32), finished_R=out.finished_R.astype(bool),
-                  responses=responses,
-                  rewards_BxN=np.asarray(rewards_R, np.float32).reshape(len(examples), num_samples),
-                  verify_seconds=verify_seconds, verify_timeouts=int(info.get("timeouts", 0)),
-                  verify_errors=int(info.get("errors", 0)))
+                  responses=sampling_text.decode_responses(tokenizer, out),
+                  rewards_BxN=np.zeros((len(prompts), num_samples), np.float32))
+
+
+def generate(params: Any, cfg: Any, task: Any, tokenizer: Any, examples: list, key: jax.Array, *,
+             num_samples: int, max_prompt_len: int, max_new_tokens: int, temperature: float,
+             top_p: float, chat: bool, pool: Any = None, mesh: Any = None,
+             rules: Any = None) -> Rollouts:
+  """Samples `num_samples` responses per example and scores them with the task's verifier
+  (`sample` of the task's prompts; in a multi-process run, this process's block)."""
+  ro = sample(params, cfg, tokenizer, [prompt(task, ex, chat) for ex in examples], key,
+              num_samples=num_samples, max_prompt_len=max_prompt_len,
+              max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, chat=chat,
+              examples=examples, mesh=mesh, rules=rules)
+  rep_examples = [ex for ex in examples for _ in range(num_samples)]
+  t0 = time.perf_counter()
+  rewards_R, info = tasks.verify_batch(task, ro.responses, rep_examples, pool=pool)
+  ro.rewards_BxN = np.asarray(rewards_R, np.float32).reshape(len(examples), num_samples)
+  ro.verify_seconds = time.perf_counter() - t0
+  ro.verify_timeouts = int(info.get("timeouts", 0))
+  ro.verify_errors = int(info.get("errors", 0))
+  return ro

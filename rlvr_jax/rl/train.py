@@ -29,11 +29,11 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlvr_jax import advantages, data as data_lib, models, multihost, sharding, tasks
+from rlvr_jax import advantages, data as data_lib, models, multihost, sampling_text, sharding, tasks
 from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
-from rlvr_jax.rl import objectives, optim, stats, update as update_lib, warmstart
+from rlvr_jax.rl import objectives, optim, stats, svs, update as update_lib, warmstart
 
-BATCH_FNS = {"rlvr": batch_lib.make_batch}
+BATCH_FNS = {"rlvr": batch_lib.make_batch, "svs": svs.make_batch}
 
 
 def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
@@ -64,9 +64,29 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
   loss_lib.check_settings(eps_low=ls.eps_low, eps_high=ls.eps_high, dual_clip=ls.dual_clip or None,
                           agg=ls.agg, ratio=ls.ratio, tis_cap=ls.tis_cap, kl_coef=ls.kl_coef,
                           entropy_coef=ls.entropy_coef)
+  if config.algorithm == "svs":
+    validate_svs(config)
   advantages.from_config(config.advantage)  # unknown estimator names fail here
   if config.schedule.switch_at:
     advantages.from_config(config.schedule.advantage)
+
+
+def validate_svs(config: ml_collections.ConfigDict) -> None:
+  sv, rl = config.svs, config.rl
+  for lo, hi in (("acc_low", "acc_high"), ("reward_low", "reward_high")):
+    if not 0.0 <= sv[lo] <= sv[hi] <= 1.0:
+      raise ValueError(f"svs.{lo}={sv[lo]} and svs.{hi}={sv[hi]} must satisfy 0 <= low <= "
+                       "high <= 1")
+  if sv.num_syntheses < 0 or sv.max_contexts < 1:
+    raise ValueError(f"svs.num_syntheses={sv.num_syntheses} must be >= 0 (0: rl.num_samples) "
+                     f"and svs.max_contexts={sv.max_contexts} >= 1")
+  if sv.prompt and "{solution}" not in sv.prompt:
+    raise ValueError("svs.prompt must contain the field {solution}")
+  for block in (config.advantage, config.schedule.advantage):
+    k = block.get("k")
+    if k is not None and k > (sv.num_syntheses or rl.num_samples):
+      raise ValueError(f"estimator {block.name} with k={k} cannot score synthesis groups of "
+                       f"svs.num_syntheses={sv.num_syntheses or rl.num_samples}")
 
 
 def schedule_index(config: ml_collections.ConfigDict, step: int) -> int:
@@ -165,7 +185,36 @@ def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task:
       dynamic_sampling=rl.dynamic_sampling,
       max_tries=rl.max_sampling_tries, mask_truncated=rl.mask_truncated,
       recompute_old_logp=rl.recompute_old_logp, logprobs=logprobs, ref_params=ref_params,
-      keep_sampling_logp=config.loss.tis_cap > 0, rows_sharding=rows_sh)
+      keep_sampling_logp=config.loss.tis_cap > 0, rows_sharding=rows_sh,
+      svs=svs_spec(config, cfg, task, tokenizer, mesh, rules) if config.algorithm == "svs" else None)
+
+
+def svs_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task: Any,
+             tokenizer: Any, mesh: Any, rules: Any) -> svs.SvsSpec:
+  """The synthesis half of an SvS step, from the `svs` block (rl/defaults.py)."""
+  sv, rl, chat = config.svs, config.rl, config.model.chat
+  if type(task).with_problem is tasks.Task.with_problem:
+    raise ValueError(f"algorithm 'svs' needs a task with a problem text and a reference answer "
+                     f"(Task.with_problem: math, arith); {task.name!r} has none")
+  v = sv.num_syntheses or rl.num_samples
+  syn_len = sv.max_synthesis_prompt_len or rl.max_prompt_len + rl.max_new_tokens
+  sample = functools.partial(
+      batch_lib.rollout.sample, cfg=cfg, tokenizer=tokenizer, num_samples=v,
+      max_prompt_len=syn_len, max_new_tokens=rl.max_new_tokens,
+      temperature=rl.temperature if sv.temperature < 0 else sv.temperature,
+      top_p=rl.top_p if sv.top_p < 0 else sv.top_p, chat=chat, mesh=mesh, rules=rules)
+  encode = lambda p: len(sampling_text.encode(tokenizer, p, chat=chat))
+  local_devices = mesh.shape["data"] * mesh.shape["fsdp"] // jax.process_count()
+  return svs.SvsSpec(
+      task=task, sample=lambda p, prompts, key, examples: sample(p, prompts=prompts, key=key,
+                                                                 examples=examples),
+      prompt_len=lambda ex: encode(batch_lib.rollout.prompt(task, ex, chat)),
+      synthesis_prompt_len=encode, template=sv.prompt or svs.PROMPT, num_syntheses=v,
+      acc_low=sv.acc_low, acc_high=sv.acc_high, reward_low=sv.reward_low,
+      reward_high=sv.reward_high, leak_check=sv.leak_check, max_contexts=sv.max_contexts,
+      max_prompt_len=rl.max_prompt_len, max_synthesis_prompt_len=syn_len, pad_id=cfg.pad_id,
+      row_multiple=local_devices,
+      context_multiple=local_devices if jax.process_count() > 1 else 1)
 
 
 def make_take_rows(rows_sh: NamedSharding) -> Any:
@@ -174,21 +223,34 @@ def make_take_rows(rows_sh: NamedSharding) -> Any:
   return jax.jit(lambda train, rows: train.rows(rows), out_shardings=rows_sh)
 
 
-def update_minibatches(update: Any, take_rows: Any, state: dict, train: batch_lib.TrainBatch,
-                       key: jax.Array, rl: ml_collections.ConfigDict
-                       ) -> tuple[dict, dict[str, float]]:
-  """One update a mini-batch of whole problems (shuffled over the global batch); the metrics
-  read back once."""
+def minibatch_rows(made: batch_lib.MadeBatch, key: jax.Array, rl: ml_collections.ConfigDict
+                   ) -> list[np.ndarray]:
+  """Global row indices of each mini-batch of `rl.mini_batch_prompts * rl.num_samples` rows.
+
+  RLVR: whole problems, shuffled over the global batch. A step that lists its groups
+  (SvS): `batch.pack_groups` of them, as many mini-batches as they fill.
+  """
   n = rl.num_samples
+  if made.groups is not None:
+    return batch_lib.pack_groups(made.groups, key, rl.mini_batch_prompts * n, made.pad_row)
   order_B = np.asarray(jax.random.permutation(key, rl.batch_prompts))
+  return [(order_B[i:i + rl.mini_batch_prompts, None] * n + np.arange(n)).reshape(-1)
+          .astype(np.int32) for i in range(0, rl.batch_prompts, rl.mini_batch_prompts)]
+
+
+def update_minibatches(update: Any, take_rows: Any, state: dict, train: batch_lib.TrainBatch,
+                       minibatches: list[np.ndarray]) -> tuple[dict, dict[str, float]]:
+  """One update a mini-batch of rows; the metrics read back once."""
   per_mini = []
-  for i in range(0, rl.batch_prompts, rl.mini_batch_prompts):
-    rows = (order_B[i:i + rl.mini_batch_prompts, None] * n + np.arange(n)).reshape(-1)
-    state, m = update(state, take_rows(train, rows.astype(np.int32)))
+  for rows in minibatches:
+    state, m = update(state, take_rows(train, rows))
     per_mini.append(m)
+  if not per_mini:
+    raise ValueError("a step with no mini-batch to update on")
   per_mini = jax.device_get(per_mini)  # the step's one host sync of the update
   out = {k: float(np.mean([m[k] for m in per_mini])) for k in per_mini[0]}
   out["num_tokens"] = float(sum(m["num_tokens"] for m in per_mini))
+  out["updates"] = float(len(per_mini))
   return state, out
 
 
@@ -269,14 +331,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         made = make_batch(state["params"], k_batch, spec, functools.partial(next, prompts),
                           estimators[which], blocks[which].name)
         t1 = time.perf_counter()
-        state, upd = update_minibatches(update, take_rows, state, made.train, k_perm, rl)
+        state, upd = update_minibatches(update, take_rows, state, made.train,
+                                        minibatch_rows(made, k_perm, rl))
         t_update = time.perf_counter() - t1
         rl_step += 1
         scalars, hists = stats.batch_metrics(made, task)
         total = time.perf_counter() - t0
         scalars.update(upd, **stats.global_counts(made.counts), time_update=t_update,
                        time_step=total, tokens_per_sec=scalars["rollout_tokens"] / max(total, 1e-9),
-                       estimator_index=float(which),
+                       estimator_index=float(which), **made.metrics,
                        prompt_batches=prompts.get_state()["grain"]["next_index"])
         last = writer.write(rl_step, scalars, histograms=hists)
         writer.advance(1, reward=last["reward_mean"], loss=last["loss"])

@@ -1,6 +1,7 @@
 """Supervised warm start: teach a fresh policy the answer format (and some skill).
 
-For the tiny character policy on mazes, a few hundred steps of next-token
+With `warmstart.synthesis_frac` > 0 a part of each batch teaches SvS's synthesis
+format (shown a solution, write its problem; rl/svs.py). For the tiny character policy on mazes, a few hundred steps of next-token
 cross-entropy on `prompt -> reference solution` (the task's BFS path) bring
 pass@1 into the range where RL has signal (neither 0 nor 1). Runs before RL on
 a fresh workdir only; its params are saved under `<workdir>/warmstart` so
@@ -19,21 +20,36 @@ import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import data as data_lib, multihost, sampling_text
-from rlvr_jax.rl import objectives, optim, rollout, update as update_lib
+from rlvr_jax.rl import objectives, optim, rollout, svs, update as update_lib
 from rlvr_jax.rl.batch import TrainBatch
 
 
 def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, chat: bool,
-              max_prompt_len: int, max_new_tokens: int, pad_id: int, eos_id: int) -> TrainBatch:
-  """Rows prompt + target + EOS, the target (and EOS) as loss tokens."""
-  prompt_BxP, pmask_BxP = sampling_text.encode_prompts(
-      tokenizer, [rollout.prompt(task, ex, chat) for ex in examples], chat=chat, pad_id=pad_id,
-      max_len=max_prompt_len)
+              max_prompt_len: int, max_new_tokens: int, pad_id: int, eos_id: int,
+              synthesis_rows: int = 0, synthesis_template: str = "") -> TrainBatch:
+  """Rows prompt + target + EOS, the target (and EOS) as loss tokens.
+
+  The first `synthesis_rows` rows teach SvS's other format instead (rl/svs.py): shown the
+  reference solution in `synthesis_template`, write the example's problem in a ```text block.
+  """
+  prompts, targets = [], []
+  for i, ex in enumerate(examples):
+    if i < synthesis_rows:
+      if "problem" not in ex:
+        raise ValueError(f"warmstart.synthesis_frac needs examples with a 'problem' field; "
+                         f"task {task.name!r} gives {sorted(ex)}")
+      prompts.append(svs.synthesis_prompt(synthesis_template, str(ex[target_field])))
+      targets.append(svs.fenced(ex["problem"]))
+    else:
+      prompts.append(rollout.prompt(task, ex, chat))
+      targets.append(str(ex[target_field]))
+  prompt_BxP, pmask_BxP = sampling_text.encode_prompts(tokenizer, prompts, chat=chat,
+                                                       pad_id=pad_id, max_len=max_prompt_len)
   b = len(examples)
   resp_BxT = np.full((b, max_new_tokens), pad_id, np.int32)
   rmask_BxT = np.zeros((b, max_new_tokens), np.int32)
-  for i, ex in enumerate(examples):
-    tgt = list(tokenizer.encode(str(ex[target_field]))) + [eos_id]
+  for i, target in enumerate(targets):
+    tgt = list(tokenizer.encode(target)) + [eos_id]
     if len(tgt) > max_new_tokens:
       raise ValueError(f"warm-start target of {len(tgt)} tokens exceeds max_new_tokens="
                        f"{max_new_tokens}")
@@ -63,6 +79,10 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
                out_shardings=(state_sh, NamedSharding(mesh, PartitionSpec())), donate_argnums=0)
   stream = data_lib.warmstart_iterator(train, ws.batch_size, config.seed)
   chat = config.model.chat
+  if not 0.0 <= ws.synthesis_frac <= 1.0:
+    raise ValueError(f"warmstart.synthesis_frac={ws.synthesis_frac} must be within [0, 1]")
+  synthesis_rows = int(round(ws.synthesis_frac * ws.batch_size))
+  syn_len = config.svs.max_synthesis_prompt_len or config.rl.max_prompt_len + config.rl.max_new_tokens
   bar = tqdm.tqdm(total=ws.steps, desc="warm start", disable=not writer.progress,
                   dynamic_ncols=True, leave=False)
   for i in range(ws.steps):
