@@ -24,7 +24,7 @@ PROMPT = "Write the problem of: {solution}\n"
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, algorithm="svs", estimator="grpo", k=4, seed=0, steps=30,
-                warmstart_steps=300, warmstart_dir="", max_contexts=8, operands="3",
+                warmstart_steps=300, warmstart_dir="", max_contexts=8, operands="4",
                 runlocal=False)
   c = base_config()
   c.seed = a.seed

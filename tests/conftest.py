@@ -26,3 +26,24 @@ hypothesis.settings.register_profile("default", derandomize=True, print_blob=Tru
 hypothesis.settings.register_profile("explore", derandomize=False, max_examples=500,
                                      print_blob=True)
 hypothesis.settings.load_profile("default")
+
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from jax._src import compilation_cache  # noqa: E402
+
+
+@pytest.fixture
+def compile_cache(tmp_path):
+  # The resumed run compiles the same programs again: a persistent cache halves the test.
+  saved = {k: getattr(jax.config, k) for k in (
+      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+      "jax_persistent_cache_min_entry_size_bytes")}
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  compilation_cache.reset_cache()
+  yield
+  for k, v in saved.items():
+    jax.config.update(k, v)
+  compilation_cache.reset_cache()

@@ -13,28 +13,11 @@ import runpy
 import jax
 import numpy as np
 import pytest
-from jax._src import compilation_cache
 
 from rlvr_jax import data as data_lib, sampling_text
 from rlvr_jax.rl import checkpointing, logger, rollout, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def compile_cache(tmp_path):
-  # The resumed run compiles the same programs again: a persistent cache halves the test.
-  saved = {k: getattr(jax.config, k) for k in (
-      "jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-      "jax_persistent_cache_min_entry_size_bytes")}
-  jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  compilation_cache.reset_cache()
-  yield
-  for k, v in saved.items():
-    jax.config.update(k, v)
-  compilation_cache.reset_cache()
 
 
 def _config(steps: int):
