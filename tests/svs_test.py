@@ -116,3 +116,49 @@ def test_concat_rows_left_pads_prompts_and_appends_null_rows_outside_the_loss():
   np.testing.assert_array_equal(out.tokens_RxS[3], out.tokens_RxS[0])  # a copy of row 0
   # Exactly a multiple already: one more block of null rows (there is always one).
   assert batch_lib.concat_rows([b, b], pad_id=0, row_multiple=4).tokens_RxS.shape[0] == 8
+
+
+def test_warm_start_rows_teach_the_synthesis_format_first_then_solving():
+  from rlvr_jax import tasks
+  from rlvr_jax.rl import warmstart
+  tok = tasks.CharTokenizer()
+  exs = [{"problem": "7+5-3", "answer": "9", "solution": "7+5=12,12-3=9 \\boxed{9}"},
+         {"problem": "1+1", "answer": "2", "solution": "1+1=2 \\boxed{2}"}]
+  b = warmstart.sft_batch(tasks.get("arith"), tok, exs, target_field="solution", chat=False,
+                          max_prompt_len=64, max_new_tokens=24, pad_id=0, eos_id=2,
+                          synthesis_rows=1, synthesis_template="Write the problem of: {solution}\n")
+  p = b.tokens_RxS.shape[1] - 24
+  text = lambda r, cols, m: tok.decode(b.tokens_RxS[r, cols][m[r, cols] > 0])
+  assert text(0, slice(0, p), b.attn_mask_RxS) == "Write the problem of: 7+5=12,12-3=9 \\boxed{9}\n"
+  assert tok.decode(b.tokens_RxS[0, p:][b.loss_mask_RxT[0] > 0]) == "```text\n7+5-3\n```"
+  assert text(1, slice(0, p), b.attn_mask_RxS) == "Problem: 1+1\nSolution: "
+  assert tok.decode(b.tokens_RxS[1, p:]) == "1+1=2 \\boxed{2}"
+  assert svs.extract_problem(svs.fenced("7+5-3")) == "7+5-3"
+
+
+def test_warm_start_run_passes_the_synthesis_share_of_each_batch(monkeypatch, tmp_path):
+  import os
+  import runpy
+  from rlvr_jax import data as data_lib, sharding, tasks
+  from rlvr_jax.rl import logger, train, warmstart
+  from jax.sharding import NamedSharding, PartitionSpec
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  c = runpy.run_path(os.path.join(root, "configs", "svs_tiny.py"))["get_config"]("runlocal")
+  c.warmstart.update(steps=2, batch_size=8, synthesis_frac=0.25)
+  seen = []
+  real = warmstart.sft_batch
+
+  def spy(*a, **kw):
+    seen.append(kw["synthesis_rows"])
+    return real(*a, **kw)
+
+  monkeypatch.setattr(warmstart, "sft_batch", spy)
+  mesh = sharding.make_mesh(c.mesh, jax.devices()[:1])
+  cfg, params, tok = train.load_policy(c, mesh, None)
+  trainset, _ = data_lib.load("arith", c.data)
+  writer = logger.MetricWriter(str(tmp_path), 0, 0, progress=False)
+  with sharding.use_mesh(mesh, None):
+    warmstart.run(params, cfg, tasks.get("arith"), tok, trainset, c, mesh,
+                  NamedSharding(mesh, PartitionSpec(("data", "fsdp"))), writer)
+  writer.close()
+  assert seen == [2, 2]

@@ -89,10 +89,11 @@ def run(params: Any, cfg: Any, task: Any, tokenizer: Any, train: list, config: m
     if stop:
       bar.close()
       return state["params"], False
-    batch = sft_batch(task, tokenizer, next(stream), target_field=ws.target_field,
-                      chat=chat, max_prompt_len=config.rl.max_prompt_len,
+    batch = sft_batch(task, tokenizer, next(stream), target_field=ws.target_field, chat=chat,
+                      max_prompt_len=syn_len if synthesis_rows else config.rl.max_prompt_len,
                       max_new_tokens=config.rl.max_new_tokens, pad_id=cfg.pad_id,
-                      eos_id=cfg.eos_ids[0])
+                      eos_id=cfg.eos_ids[0], synthesis_rows=synthesis_rows,
+                      synthesis_template=config.svs.prompt or svs.PROMPT)
     state, m = fn(state, multihost.from_host_replica(batch, batch_sharding))  # same on every process
     if (i + 1) % max(1, ws.log_every) == 0 or i + 1 == ws.steps:
       rec = writer.write(i + 1, {k: m[k] for k in ("loss", "entropy", "grad_norm")},
