@@ -162,3 +162,18 @@ def test_warm_start_run_passes_the_synthesis_share_of_each_batch(monkeypatch, tm
                   NamedSharding(mesh, PartitionSpec(("data", "fsdp"))), writer)
   writer.close()
   assert seen == [2, 2]
+
+
+def test_global_groups_offset_each_process_block_and_keep_only_its_kept_groups(monkeypatch):
+  from rlvr_jax import multihost
+  # Two processes with the same layout: 2 originals of 4 rows, 1 synthesis group of 2 rows,
+  # 2 solve groups of 4 rows = 18 rows, padded to a block of 20 local rows.
+  keep_p0 = [np.array([True, True]), np.array([False]), np.array([True, False])]
+  keep_p1 = np.array([1, 0, 1, 0, 1], np.int8)  # what process 1 holds
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(multihost, "gather",
+                      lambda x: np.concatenate([np.asarray(x), keep_p1]))
+  groups = svs.global_groups([(2, 4), (1, 2), (2, 4)], keep_p0, local_rows=20)
+  got = [g.tolist() for g in groups]
+  assert got == [[0, 1, 2, 3], [4, 5, 6, 7], [10, 11, 12, 13],  # process 0
+                 [20, 21, 22, 23], [28, 29], [34, 35, 36, 37]]  # process 1: offset 20
