@@ -117,6 +117,9 @@ def build(config_path: str, base_arg: str, values: dict[str, str], mod: Any = No
   config = mod.get_config(arg or None)
   for key, value in overrides:
     _override(config, key, value)
+  if "advantage" in config:  # an estimator parameter's bad value fails here, not at launch
+    from rlvr_jax import advantages
+    advantages.from_config(config.advantage)
   config.lock()
   flag = f"{config_path}:{arg}" if arg else config_path
   return config, flag, tuple(overrides)
@@ -134,6 +137,10 @@ def _override(config: ml_collections.ConfigDict, key: str, value: str) -> None:
     raise ValueError(f"grid key {key!r} is neither an argument of the config file nor a "
                      "config field")
   old = node[leaf]
+  if old is None:  # a typed placeholder (advantage.easy_threshold): parse as its type
+    like = node.get_ref(leaf).get_type()
+    node[leaf] = None if value.lower() == "none" else _typed(value, like(), key)
+    return
   node[leaf] = _typed(value, old, key)
 
 

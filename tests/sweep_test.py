@@ -47,6 +47,16 @@ def test_grid_keys_go_to_config_args_or_fields_and_typos_fail_before_running(tmp
     sweep.parse_grid(["seed=0", "seed=1"])
   with pytest.raises(ValueError, match="KEY=V1,V2"):
     sweep.parse_grid(["seed"])
+  # Every estimator parameter is a field (rl/defaults.advantage_block): bbg's normalizers, the
+  # modifiers, and a None default (easy_threshold) parsed as its type; bad values fail here.
+  bbg = sweep.build(MAZE, "", {"estimator": "bbg", "advantage.gate_norm": "u0",
+                               "advantage.mask_high_success": "true",
+                               "advantage.easy_threshold": "0.9"})[0].advantage
+  assert (bbg.gate_norm, bbg.mask_high_success, bbg.easy_threshold) == ("u0", True, 0.9)
+  with pytest.raises(ValueError, match="gate_norm must be one of"):
+    sweep.build(MAZE, "", {"estimator": "bbg", "advantage.gate_norm": "n"})
+  with pytest.raises(ValueError, match="is a float"):
+    sweep.build(MAZE, "", {"advantage.easy_threshold": "high"})
   tuples = sweep.build(MAZE, "", {"data.splits.train_sizes": "(5, 7)"})[0]
   assert tuples.data.splits.train_sizes == (5, 7)
   with pytest.raises(SystemExit, match="sweep: grid key 'advantage.nme'"):

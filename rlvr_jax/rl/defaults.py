@@ -4,6 +4,8 @@ Every key the trainer reads is here, so `--config.rl.lr=...` typos fail at
 launch (configs are locked) and a config file only states what differs.
 """
 
+from typing import Any
+
 import ml_collections
 
 
@@ -64,12 +66,36 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def advantage_block(estimator: str, k: int) -> ml_collections.ConfigDict:
-  """The `advantage` block for `estimator`, with `k` where the estimator takes one."""
-  from rlvr_jax import advantages  # the registry says which estimators take k
+# The type of each estimator parameter whose default is None (float unless listed).
+_NONE_TYPES = {"num_groups": int}
+
+
+def advantage_block(estimator: str, k: int, **options: Any) -> ml_collections.ConfigDict:
+  """The `advantage` block for `estimator`: its name and every parameter it takes (its own
+  and the modifiers every estimator takes, `advantages.COMMON_DEFAULTS`) at their defaults,
+  `k` where the estimator takes one, then `options`.
+
+  Every parameter is a typed field, so a locked config takes `--config.advantage.tau=0.02`,
+  `--config.advantage.mask_high_success=True` or a sweep's `--grid=advantage.gate_norm=n+1,u0`;
+  a parameter the estimator does not take, or a bad value, fails at once (ValueError).
+  """
+  from ml_collections import config_dict
+  from rlvr_jax import advantages  # the registry says which parameters an estimator takes
+  params = {**advantages.defaults(estimator), **advantages.COMMON_DEFAULTS}
+  if "k" in params:
+    params["k"] = k
+  unknown = set(options) - set(params)
+  if unknown:
+    raise ValueError(f"advantage_block: {estimator} takes no parameter(s) {sorted(unknown)}; "
+                     f"known: {', '.join(sorted(params))}")
+  params.update(options)
+  advantages.from_config({"name": estimator, **params})  # bad values fail here
   block = ml_collections.ConfigDict({"name": estimator})
-  if "k" in advantages.defaults(estimator):
-    block.k = k
+  for key, value in params.items():
+    # A None default (easy_threshold, num_groups: off) is a typed placeholder, so a flag can
+    # set it.
+    block[key] = (config_dict.placeholder(_NONE_TYPES.get(key, float)) if value is None
+                  else value)
   return block
 
 

@@ -20,8 +20,9 @@ def batch_metrics(made: batch_lib.MadeBatch, task: Any
   Rewards, accuracy and pass@k describe every sampled rollout; what the update
   saw is described by the loss mask: `loss_frac` (valid rollouts in the loss),
   and why the others left it: `gated_frac` (bbg), `easy_frac`
-  (easy_threshold), `leftover_frac` (passk_full's N mod k), each a fraction of
-  problems (left-overs: of valid rollouts); `bbg_weight_mean` over kept problems.
+  (easy_threshold), `high_masked_frac` (mask_high_success), `leftover_frac`
+  (passk_full's N mod k), each a fraction of problems (left-overs: of valid
+  rollouts); `bbg_weight_mean` over kept problems.
   Each process reduces its rollouts to per-problem and per-row arrays (answers
   are texts, read where they were verified); those are gathered and reduced.
   """
@@ -38,6 +39,7 @@ def batch_metrics(made: batch_lib.MadeBatch, task: Any
       varied_B=batch_lib.varied_groups(ro, valid_BxN),
       gated_B=np.asarray(info.get("gated", np.zeros(b, bool)), bool),
       easy_B=np.asarray(info["easy"], bool),
+      high_B=np.asarray(info.get("high_masked", np.zeros(b, bool)), bool),
       weight_B=np.asarray(info.get("weight", np.full(b, np.nan)), np.float64),
       div_B=div_B, wrong_B=wrong_B, adv_BxN=np.asarray(made.adv_BxN),
       eta_B=np.asarray(metrics.eta(made.adv_BxN, in_loss_BxN)),
@@ -45,10 +47,10 @@ def batch_metrics(made: batch_lib.MadeBatch, task: Any
       entropy_sum_R=(ro.entropy_RxT.astype(np.float64) * mask_RxT).sum(-1),
       tokens_R=mask_RxT.sum(-1)))
   r_BxN, valid_BxN, in_loss_BxN = g["r_BxN"], g["valid_BxN"], g["in_loss_BxN"]
-  gated_B, easy_B = g["gated_B"], g["easy_B"]
+  gated_B, easy_B, high_B = g["gated_B"], g["easy_B"], g["high_B"]
   c_B = (r_BxN >= 1.0).sum(-1)
   acc_B = ((r_BxN >= 1.0) & valid_BxN).sum(-1) / np.maximum(valid_BxN.sum(-1), 1)
-  leftover_BxN = valid_BxN & ~in_loss_BxN & ~(gated_B | easy_B)[:, None]
+  leftover_BxN = valid_BxN & ~in_loss_BxN & ~(gated_B | easy_B | high_B)[:, None]
   out = {
       "reward_mean": float(r_BxN.mean()),
       "acc_mean": float(acc_B.mean()),
@@ -59,6 +61,7 @@ def batch_metrics(made: batch_lib.MadeBatch, task: Any
       "loss_frac": float(in_loss_BxN.sum() / max(valid_BxN.sum(), 1)),
       "gated_frac": float(gated_B.mean()),
       "easy_frac": float(easy_B.mean()),
+      "high_masked_frac": float(high_B.mean()),
       "leftover_frac": float(leftover_BxN.sum() / max(valid_BxN.sum(), 1)),
   }
   if "weight" in info and (~gated_B).any():
