@@ -58,9 +58,14 @@ def base_config() -> ml_collections.ConfigDict:
       load_dir="",
       optimizer=dict(lr=1e-3, warmup_steps=20, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0,
                      max_grad_norm=1.0)))
+  # Evaluation: pass@k for k = 1, 2, 4, ..., num_samples with 95% bootstrap intervals over
+  # problems (`bootstrap` replicates; 0: none). sample_chunk: samples a problem per sampler call
+  # (0: all num_samples at once; e.g. 32 keeps n = 256 within CPU memory). The step-0 eval is
+  # kept as <workdir>/base_eval.json; base_curve: a base_eval.json or workdir to take it from
+  # when this run does not evaluate step 0 (a shared warm start's).
   c.eval = ml_collections.ConfigDict(dict(
       every=0, at_start=True, at_end=True, num_samples=32, temperature=1.0, top_p=0.95,
-      batch_prompts=32))
+      batch_prompts=32, sample_chunk=0, bootstrap=1000, base_curve=""))
   c.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=3, async_save=True,
                                                 export_hf=False))
   return c

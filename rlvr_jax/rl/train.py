@@ -64,6 +64,7 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
   loss_lib.check_settings(eps_low=ls.eps_low, eps_high=ls.eps_high, dual_clip=ls.dual_clip or None,
                           agg=ls.agg, ratio=ls.ratio, tis_cap=ls.tis_cap, kl_coef=ls.kl_coef,
                           entropy_coef=ls.entropy_coef)
+  stats.check_eval(config.eval)
   advantages.from_config(config.advantage)  # unknown estimator names fail here
   if config.schedule.switch_at:
     advantages.from_config(config.schedule.advantage)
@@ -258,8 +259,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       evaluate = lambda s: writer.write(s, stats.evaluate(
           state["params"], cfg, task, tokenizer, eval_sets, jax.random.fold_in(eval_key, s),
           config.eval, rl, config.model.chat, mesh, rules), phase="eval")
-      if rl_step == 0 and config.eval.at_start:
-        evaluate(0)
+      if rl_step == 0 and config.eval.at_start:  # the base policy's curve, kept in the workdir
+        stats.keep_base_eval(workdir, evaluate(0), lead)
+      stats.import_base_eval(config.eval.base_curve, workdir, lead)
       writer.start_progress()
       stopping = bool(stop)  # read once a step: one agreement among the processes
       while rl_step < rl.steps and not stopping:
