@@ -66,6 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict(dict(
       every=0, at_start=True, at_end=True, num_samples=32, temperature=1.0, top_p=0.95,
       batch_prompts=32, sample_chunk=0, bootstrap=1000, base_curve=""))
+  # The per-problem history's Beta prior (rl/history.py: its posterior of each problem).
+  c.history = ml_collections.ConfigDict(dict(alpha=1.0, beta=1.0))
   c.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=3, async_save=True,
                                                 export_hf=False))
   return c

@@ -32,6 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from rlvr_jax import advantages, data as data_lib, models, multihost, sharding, tasks
 from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
 from rlvr_jax.rl import objectives, optim, stats, update as update_lib, warmstart
+from rlvr_jax.rl import history as history_lib
 
 BATCH_FNS = {"rlvr": batch_lib.make_batch}
 
@@ -244,8 +245,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       rng, rl_step = jax.random.PRNGKey(config.seed + 1), 0
       prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts // jax.process_count(),
                                          seed=config.seed)  # this process's block of each batch
+      history = history_lib.ProblemHistory(**config.history)  # this process's problems
       if latest is not None:
-        state, rng, meta = ckpt.restore(latest, state, rng, prompts)
+        state, rng, meta = ckpt.restore(latest, state, rng, prompts, history)
         rl_step = int(meta["rl_step"])
       state_sh = jax.tree.map(lambda x: x.sharding, state)
       update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
@@ -274,7 +276,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         state, upd = update_minibatches(update, take_rows, state, made.train, k_perm, rl)
         t_update = time.perf_counter() - t1
         rl_step += 1
+        history.update(rl_step, made.rollouts)
         scalars, hists = stats.batch_metrics(made, task)
+        scalars.update(history.metrics())
         total = time.perf_counter() - t0
         scalars.update(upd, **stats.global_counts(made.counts), time_update=t_update,
                        time_step=total, tokens_per_sec=scalars["rollout_tokens"] / max(total, 1e-9),
@@ -284,7 +288,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         writer.advance(1, reward=last["reward_mean"], loss=last["loss"])
         stopping = bool(stop)
         if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stopping:
-          ckpt.save(rl_step, state, rng, {"rl_step": rl_step}, prompts)
+          ckpt.save(rl_step, state, rng, {"rl_step": rl_step}, prompts, history=history)
         if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
           evaluate(rl_step)
       if stopping:
