@@ -78,10 +78,12 @@ def _shrink(c) -> None:
     node[leaf] = value
 
 
-def warm_start(args: argparse.Namespace) -> str:
-  """The shared starting policy: `--warmstart_dir` or a fresh warm start; evaluated once.
+def warm_start(args: argparse.Namespace, eval_settings: dict | None = None) -> str:
+  """The shared starting policy: `--warmstart_dir` or a fresh warm start; evaluated once
+  (8 samples a maze, or `eval_settings` on the config's `eval` block).
 
-  The evaluation is a 0-step RL run of the config, so it is the step-0 point of every curve.
+  The evaluation is a 0-step RL run of the config, so it is the step-0 point of every curve;
+  its workdir (`<outdir>/warmstart`) keeps it as `base_eval.json`.
   """
   from rlvr_jax.rl import train
   workdir = os.path.join(args.outdir, "warmstart")
@@ -95,6 +97,7 @@ def warm_start(args: argparse.Namespace) -> str:
     c.progress = args.progress
     if args.smoke:
       _shrink(c)
+    c.eval.update(eval_settings or {})
     train.run(c, workdir)
   if not os.path.isdir(params_dir):
     raise ValueError(f"no warm-start params at {params_dir!r}")
