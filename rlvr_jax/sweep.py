@@ -1,7 +1,7 @@
 """Config-flag sweeps: a grid of flags -> locked configs -> one workdir a run -> one table, one plot.
 
     python -m rlvr_jax.sweep --config=configs/maze_tiny.py --workdir=/tmp/sweep \
-        --grid=advantage.name=grpo,passk_analytical --grid=seed=0,1,2
+        --grid=estimator=grpo,passk_analytical --grid=seed=0,1,2
 
 A grid key is either an argument of the config file (`estimator`, `k`, `runlocal` of
 configs/maze_tiny.py: it goes into `--config=FILE:key=value,...`) or a config field

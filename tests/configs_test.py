@@ -39,7 +39,8 @@ def test_qwen_config_has_the_paper_settings_and_validates():
   with pytest.raises(ValueError, match="micro-batches over 3 data-parallel"):
     train.validate(c, 3)
   assert _qwen("ckpt=/x,estimator=passk_analytical,k=8").advantage.to_dict() == {
-      "name": "passk_analytical", "k": 8}
+      "name": "passk_analytical", "k": 8, "easy_threshold": None, "mask_high_success": False,
+      "high_success_min": 0.75}
   with pytest.raises(ValueError, match="HF checkpoint directory"):
     _qwen(None)
   c.model.path = ""
