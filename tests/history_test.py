@@ -53,7 +53,8 @@ def test_counts_steps_posterior_and_metrics_by_hand():
   assert m["hist/later_solved_frac"] == 0.5 and m["hist/revisited_frac"] == 1.0
   # Buckets 0..4 of 4 rollouts: B and C started at 0 (B solved later, latest accuracies 0, 0),
   # A at 2 (not solved after its first visit, latest accuracy 0).
-  assert m["hist/bucket0_frac"] == pytest.approx(2 / 3) and m["hist/bucket2_frac"] == pytest.approx(1 / 3)
+  assert m["hist/bucket0_frac"] == pytest.approx(2 / 3)
+  assert m["hist/bucket2_frac"] == pytest.approx(1 / 3)
   assert m["hist/bucket0_later_solved_frac"] == 0.5 and m["hist/bucket2_later_solved_frac"] == 0.0
   assert m["hist/bucket2_last_acc"] == 0.0 and m["hist/bucket4_frac"] == 0.0
   assert sorted(k for k in m if k.startswith("hist/bucket")) == sorted(

@@ -32,7 +32,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 from rlvr_jax import advantages, data as data_lib, models, multihost, sharding, tasks
 from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
 from rlvr_jax.rl import objectives, optim, stats, update as update_lib, warmstart
-from rlvr_jax.rl import history as history_lib
 
 BATCH_FNS = {"rlvr": batch_lib.make_batch}
 
@@ -58,6 +57,7 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
                          f"devices of {procs} processes (each process samples its block)")
   if rl.max_sampling_tries < 1:
     raise ValueError(f"rl.max_sampling_tries must be >= 1, got {rl.max_sampling_tries}")
+  stats.check_eval(config.eval)
   if config.model.source == "checkpoint" and not config.model.path:
     raise ValueError("model.source='checkpoint' needs model.path (an embedded policy name, "
                      "a .gguf file or an HF directory)")
@@ -65,7 +65,6 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
   loss_lib.check_settings(eps_low=ls.eps_low, eps_high=ls.eps_high, dual_clip=ls.dual_clip or None,
                           agg=ls.agg, ratio=ls.ratio, tis_cap=ls.tis_cap, kl_coef=ls.kl_coef,
                           entropy_coef=ls.entropy_coef)
-  stats.check_eval(config.eval)
   advantages.from_config(config.advantage)  # unknown estimator names fail here
   if config.schedule.switch_at:
     advantages.from_config(config.schedule.advantage)
@@ -245,6 +244,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       rng, rl_step = jax.random.PRNGKey(config.seed + 1), 0
       prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts // jax.process_count(),
                                          seed=config.seed)  # this process's block of each batch
+      from rlvr_jax.rl import history as history_lib  # noqa: PLC0415 (one user, here)
       history = history_lib.ProblemHistory(**config.history)  # this process's problems
       if latest is not None:
         state, rng, meta = ckpt.restore(latest, state, rng, prompts, history)
