@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOKS = ["advantage_estimators"]
+NOTEBOOKS = ["advantage_estimators", "reasoning_boundary"]
 
 
 def _cells(nb):
