@@ -153,17 +153,20 @@ plt.show()
 # %% [markdown]
 # ## 4. Bayesian Boundary Gating (our reading of the paper)
 #
-# With a Beta(alpha, beta) prior and m successes out of n, BBG weights a
-# problem by the posterior mean of d pass@K / dp, normalized by its value at
-# m = 0. Problems whose weight falls below tau are gated out of the loss
-# (`info["gated"]`); unsolved problems (m = 0) get a small signed REINFORCE term
-# instead of GRPO's zero. Larger K concentrates the update on the hardest
-# solved problems.
+# With a Beta(alpha, beta) prior and m successes out of n, BBG's utility u(m)
+# is the posterior mean of d pass@K / dp. Problems below a threshold are gated
+# out of the loss (`info["gated"]`); unsolved problems (m = 0) get a small signed
+# REINFORCE term instead of GRPO's zero. Larger K concentrates the update on the
+# hardest solved problems. The defaults follow the cited Eq. 9, gate
+# u(m) < tau (n + 1), and weight kept problems by u(m) / u(1); this plot uses
+# the first reading, gate and weight by u(m) / u(0) (`gate_norm="u0"`,
+# `weight_norm="u0"`; rlvr_jax/advantages/bbg.py).
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))
 for K in (4, 16, 64, 256):
-  _, info = advantages.compute("bbg", rewards_rows, k=K, tau=0.01)
+  _, info = advantages.compute("bbg", rewards_rows, k=K, tau=0.01, gate_norm="u0",
+                              weight_norm="u0")
   weight, gated = np.asarray(info["weight"]), np.asarray(info["gated"])
   ax.semilogy(n_pos, np.maximum(weight, 1e-12), marker=".", label=f"K = {K}")
   print(f"K = {K:3d}: problems with N_pos >= {int(np.argmax(gated))} are gated"

@@ -1,7 +1,7 @@
 """Config-flag sweeps: a grid of flags -> locked configs -> one workdir a run -> one table, one plot.
 
     python -m rlvr_jax.sweep --config=configs/maze_tiny.py --workdir=/tmp/sweep \
-        --grid=advantage.name=grpo,passk_analytical --grid=seed=0,1,2
+        --grid=estimator=grpo,passk_analytical --grid=seed=0,1,2
 
 A grid key is either an argument of the config file (`estimator`, `k`, `runlocal` of
 configs/maze_tiny.py: it goes into `--config=FILE:key=value,...`) or a config field
@@ -16,9 +16,16 @@ all of them; `--print_commands` prints the commands instead (`--launcher=slurm` 
 `--launcher=tpu_pod:NAME:ZONE` in docs/LAUNCH.md's form) for a cluster.
 
 At the end: `WORKDIR/runs.csv` (one row a run: its grid values, final train metrics and
-final eval pass@k), `WORKDIR/summary.csv` and `summary.md` (mean +- sample std over the
-`seed` key, the runs grouped by every other key) and `WORKDIR/sweep.png` (eval pass@k
-against k, and reward over the RL steps, a line a group).
+final eval pass@k), `WORKDIR/summary.csv` and `summary.md` (the runs grouped by every key
+but `seed`; over the seeds of a group: the mean, the sample standard deviation, ddof 1,
+and the 95 % t interval of the mean, mean +- t_{0.975, n-1} sd / sqrt(n)) and
+`WORKDIR/sweep.png` (eval pass@k against k, and reward over the RL steps, a line a group).
+With `--baseline=KEY=VALUE` (e.g. `estimator=grpo`) every group is also compared with the
+group that has KEY=VALUE and the same other values: `comparisons.csv` and a table in
+summary.md give the difference of the seed means, its 95 % interval and the two-sided p
+of Welch's unequal-variance t-test (`--paired`: a paired t-test over the seeds both groups
+have, for runs that share a warm start and seeds). Call a difference a result only when its
+interval excludes 0; otherwise it is suggestive at most.
 """
 
 import ast
@@ -29,6 +36,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -117,6 +125,9 @@ def build(config_path: str, base_arg: str, values: dict[str, str], mod: Any = No
   config = mod.get_config(arg or None)
   for key, value in overrides:
     _override(config, key, value)
+  if "advantage" in config:  # an estimator parameter's bad value fails here, not at launch
+    from rlvr_jax import advantages
+    advantages.from_config(config.advantage)
   config.lock()
   flag = f"{config_path}:{arg}" if arg else config_path
   return config, flag, tuple(overrides)
@@ -134,6 +145,10 @@ def _override(config: ml_collections.ConfigDict, key: str, value: str) -> None:
     raise ValueError(f"grid key {key!r} is neither an argument of the config file nor a "
                      "config field")
   old = node[leaf]
+  if old is None:  # a typed placeholder (advantage.easy_threshold): parse as its type
+    like = node.get_ref(leaf).get_type()
+    node[leaf] = None if value.lower() == "none" else _typed(value, like(), key)
+    return
   node[leaf] = _typed(value, old, key)
 
 
@@ -268,7 +283,9 @@ def final_metrics(run: Run) -> dict[str, float]:
     out["step"] = float(train[-1]["step"])
     out.update({k: float(train[-1][k]) for k in TRAIN_KEYS if k in train[-1]})
   if evals:
-    out.update({k: float(v) for k, v in evals[-1].items() if k.startswith("pass@")})
+    # The mean curve's values; its bootstrap intervals (pass@k_lo / _hi) describe one run's
+    # problems, the tables describe the seeds.
+    out.update({k: float(v) for k, v in evals[-1].items() if re.fullmatch(r"pass@\d+", k)})
   return out
 
 
@@ -276,9 +293,10 @@ def _group_key(values: dict[str, str], over: str) -> tuple[tuple[str, str], ...]
   return tuple((k, v) for k, v in values.items() if k != over)
 
 
-def summarize(runs: Sequence[Run], workdir: str, over: str = "seed") -> str:
-  """Writes runs.csv, summary.csv, summary.md and sweep.png under `workdir`; returns the
-  markdown table (mean +- sample std, ddof 1, over the `over` key)."""
+def summarize(runs: Sequence[Run], workdir: str, over: str = "seed", baseline: str = "",
+              paired: bool = False) -> str:
+  """Writes runs.csv, summary.csv, summary.md, sweep.png (and with `baseline`,
+  comparisons.csv) under `workdir`; returns the markdown (module docstring)."""
   per_run = [(r, final_metrics(r)) for r in runs]
   keys = [k for k in dict.fromkeys(k for r in runs for k in r.values)]
   metric_keys = sorted({m for _, f in per_run for m in f},
@@ -297,18 +315,128 @@ def summarize(runs: Sequence[Run], workdir: str, over: str = "seed") -> str:
            "|" + "---|" * (len(group_keys) + 1 + len(shown))]
   with open(os.path.join(workdir, "summary.csv"), "w", newline="", encoding="utf-8") as f:
     w = csv.writer(f)
-    w.writerow(group_keys + ["runs"] + [f"{k}_{s}" for k in shown for s in ("mean", "std")])
+    w.writerow(group_keys + ["runs"] + [f"{k}_{s}" for k in shown
+                                        for s in ("mean", "std", "ci_lo", "ci_hi")])
     for g, ms in groups.items():
-      stats = [_mean_std([m[k] for m in ms if k in m]) for k in shown]
+      stats = [seed_stats([m[k] for m in ms if k in m]) for k in shown]
       w.writerow([v for _, v in g] + [len(ms)] + [_fmt(x) for st in stats for x in st])
-      cells = [("-" if math.isnan(mu) else f"{mu:.4g}" + ("" if math.isnan(sd) else f" ± {sd:.2g}"))
-               for mu, sd in stats]
-      lines.append("| " + " | ".join([v for _, v in g] + [str(len(ms))] + cells) + " |")
+      lines.append("| " + " | ".join([v for _, v in g] + [str(len(ms))]
+                                     + [_cell(*st) for st in stats]) + " |")
   table = "\n".join(lines)
+  text = (f"{len(runs)} runs; over `{over}`: mean ± sample std (ddof 1) [95% t interval of "
+          f"the mean]\n\n{table}\n")
+  if baseline:
+    comp = comparisons(runs, per_run, over, baseline, [k for k in shown if _pass_k(k)] or shown,
+                       paired, os.path.join(workdir, "comparisons.csv"))
+    table += "\n\n" + comp
+    text += f"\n{comp}\n"
   with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
-    f.write(f"{len(runs)} runs, mean ± sample std (ddof 1) over `{over}`\n\n{table}\n")
+    f.write(text)
   plot(runs, groups, os.path.join(workdir, "sweep.png"), over)
   return table
+
+
+def _cell(mu: float, sd: float, lo: float, hi: float) -> str:
+  if math.isnan(mu):
+    return "-"
+  if math.isnan(sd):
+    return f"{mu:.4g}"
+  return f"{mu:.4g} ± {sd:.2g} [{lo:.3g}, {hi:.3g}]"
+
+
+def seed_stats(xs: Sequence[float]) -> tuple[float, float, float, float]:
+  """(mean, sample std (ddof 1), 95 % t interval low, high) of `xs`; NaN where undefined."""
+  from scipy import stats
+  if not xs:
+    return (math.nan,) * 4
+  mu = float(np.mean(xs))
+  if len(xs) < 2:
+    return mu, math.nan, math.nan, math.nan
+  sd = float(np.std(xs, ddof=1))
+  half = float(stats.t.ppf(0.975, len(xs) - 1)) * sd / math.sqrt(len(xs))
+  return mu, sd, mu - half, mu + half
+
+
+def compare(a: Sequence[float], b: Sequence[float], paired: bool = False
+            ) -> tuple[float, float, float, float]:
+  """(mean(a) - mean(b), 95 % interval low, high, two-sided p): Welch's unequal-variance
+  t-test, or (`paired`) the t-test of the differences a_i - b_i. Both need 2+ values a side;
+  with no spread at all the interval is the difference and p is 1 (equal) or 0."""
+  from scipy import stats
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if paired:
+    if a.shape != b.shape or len(a) < 2:
+      raise ValueError(f"a paired test needs two equal samples of 2+, got {len(a)} and {len(b)}")
+    d = a - b
+    diff, var, df = float(d.mean()), float(d.var(ddof=1)) / len(d), len(d) - 1
+  else:
+    if len(a) < 2 or len(b) < 2:
+      raise ValueError(f"Welch's test needs 2+ values a side, got {len(a)} and {len(b)}")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff, var = float(a.mean() - b.mean()), float(va + vb)
+    df = var ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)) if var > 0 else 1
+  if var == 0:
+    return diff, diff, diff, 1.0 if diff == 0 else 0.0
+  t = diff / math.sqrt(var)
+  half = float(stats.t.ppf(0.975, df)) * math.sqrt(var)
+  return diff, diff - half, diff + half, float(2 * stats.t.sf(abs(t), df))
+
+
+def parse_baseline(baseline: str, keys: Sequence[str], over: str) -> tuple[str, str]:
+  """'KEY=VALUE' -> (KEY, VALUE); ValueError unless KEY is a grid key other than `over`."""
+  key, sep, value = baseline.partition("=")
+  if not sep or not key or not value:
+    raise ValueError(f"--baseline {baseline!r} is not KEY=VALUE")
+  if key == over or key not in keys:
+    raise ValueError(f"--baseline key {key!r} is not a grid key other than {over!r}")
+  return key, value
+
+
+def comparisons(runs: Sequence[Run], per_run: Sequence[tuple[Run, dict]], over: str,
+                baseline: str, metric_keys: Sequence[str], paired: bool, csv_path: str) -> str:
+  """Each group against its baseline group (module docstring): writes `csv_path` (every metric
+  in `metric_keys`) and returns a markdown table of them."""
+  key, value = parse_baseline(baseline, [k for r in runs for k in r.values], over)
+  by_group: dict[tuple, dict[str, dict[str, float]]] = {}
+  for r, m in per_run:
+    by_group.setdefault(_group_key(r.values, over), {})[r.values.get(over, "")] = m
+  test = "paired t-test over shared seeds" if paired else "Welch t-test"
+  head = [k for k, _ in next(iter(by_group))]
+  lines = [f"vs `{baseline}` ({test}): difference of the means [95% interval], p", "",
+           "| " + " | ".join(head + ["runs"] + list(metric_keys)) + " |",
+           "|" + "---|" * (len(head) + 1 + len(metric_keys))]
+  rows = []
+  for g, members in by_group.items():
+    values = dict(g)
+    if values.get(key) == value:
+      continue
+    base_g = tuple((k, value if k == key else v) for k, v in g)
+    if base_g not in by_group:
+      continue
+    base = by_group[base_g]
+    seeds = sorted(set(members) & set(base)) if paired else None
+    cells, row = [], [v for _, v in g] + [len(members)]
+    for mk in metric_keys:
+      if paired:
+        a, b = [members[s].get(mk) for s in seeds], [base[s].get(mk) for s in seeds]
+      else:
+        a = [m[mk] for m in members.values() if mk in m]
+        b = [m[mk] for m in base.values() if mk in m]
+      try:
+        d, lo, hi, p = compare([x for x in a if x is not None], [x for x in b if x is not None],
+                               paired)
+      except ValueError:
+        d = lo = hi = p = math.nan
+      row += [_fmt(d), _fmt(lo), _fmt(hi), _fmt(p)]
+      cells.append("-" if math.isnan(d) else f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}] p={p:.2g}")
+    rows.append(row)
+    lines.append("| " + " | ".join([v for _, v in g] + [str(len(members))] + cells) + " |")
+  with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(head + ["runs"] + [f"{mk}_{s}" for mk in metric_keys
+                                  for s in ("diff", "ci_lo", "ci_hi", "p")])
+    w.writerows(rows)
+  return "\n".join(lines)
 
 
 def _pass_k(name: str) -> int:
@@ -320,9 +448,7 @@ def _fmt(x: Any) -> str:
 
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
-  if not xs:
-    return math.nan, math.nan
-  return float(np.mean(xs)), (float(np.std(xs, ddof=1)) if len(xs) > 1 else math.nan)
+  return seed_stats(xs)[:2]
 
 
 def plot(runs: Sequence[Run], groups: dict, path: str, over: str) -> None:
@@ -374,6 +500,10 @@ def main(argv: Sequence[str] | None = None) -> str:
   p.add_argument("--set", action="append", default=[], help="KEY=VALUE for every run")
   p.add_argument("--parallel", type=int, default=1, help="runs at once on this host")
   p.add_argument("--over", default="seed", help="the key the tables average over")
+  p.add_argument("--baseline", default="",
+                 help="KEY=VALUE: compare every group with this one (Welch t-test)")
+  p.add_argument("--paired", action="store_true",
+                 help="with --baseline: a paired t-test over the seeds both groups have")
   p.add_argument("--print_commands", action="store_true",
                  help="print one launch command a run instead of running them")
   p.add_argument("--launcher", default="", help="'' | slurm | tpu_pod:NAME:ZONE")
@@ -396,6 +526,11 @@ def main(argv: Sequence[str] | None = None) -> str:
     runs = plan(path, a.workdir, grid, fixed, base_arg)
   except ValueError as e:  # a typo in a key or a value: before anything runs
     raise SystemExit(f"sweep: {e}") from e
+  if a.baseline:
+    try:
+      parse_baseline(a.baseline, [k for k, _ in grid], a.over)
+    except ValueError as e:
+      raise SystemExit(f"sweep: {e}") from e
   if a.print_commands:
     text = "\n".join(launch_commands(runs, a.launcher))
     print(text)
@@ -403,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> str:
   os.makedirs(a.workdir, exist_ok=True)
   if not a.summarize_only:
     execute(runs, parallel=a.parallel, cache_dir=a.cache_dir, progress=a.progress)
-  table = summarize(runs, a.workdir, a.over)
+  table = summarize(runs, a.workdir, a.over, a.baseline, a.paired)
   print(table)
   return table
 

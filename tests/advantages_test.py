@@ -55,9 +55,11 @@ NON_DEFAULT = [
     ("passk_exceeding", {"k": 2, "log_base": 10.0}),
     ("adaptive_entropy", {"k": 2, "ddof": 1, "fraction": 0.3}),
     ("bbg", {"k": 8, "tau": 0.3, "alpha": 2.0, "beta": 0.5, "zero_success_coef": 0.3,
-             "base": "rloo"}),
-    ("bbg", {"k": 32, "tau": 0.0, "alpha": 0.5, "beta": 3.0, "base": "dr_grpo"}),
-    ("bbg", {"k": 4, "tau": 0.4, "base": "grpo", "ddof": 1}),
+             "base": "rloo", "gate_norm": "u0", "weight_norm": "u0"}),
+    ("bbg", {"k": 32, "tau": 0.0, "alpha": 0.5, "beta": 3.0, "base": "dr_grpo",
+             "weight_norm": "none"}),
+    ("bbg", {"k": 4, "tau": 0.1, "base": "grpo", "ddof": 1}),
+    ("bbg", {"k": 16, "tau": 0.0, "zero_success_only": True, "zero_success_coef": 0.2}),
 ]
 
 
@@ -122,12 +124,14 @@ def test_easy_threshold_modifier():
     assert np.all(adv[2] == 0) and not np.any(info["loss_mask_BxN"][2])
 
 
-def test_bbg_weights_gating_and_zero_success():
-  # alpha = beta = 1: u(m)/u(0) = prod_{j=1}^{K-1} (n-m+j)/(n+j) * (n+K)/(n+1)...,
-  # closed form for m = 1: n / (n + K - 1); m = 2: n (n-1) / ((n+K-1)(n+K-2)).
+def test_bbg_weights_gating_and_zero_success_as_first_read():
+  # PAPERS.md's first reading (gate and weight by u(0); the defaults are the cited Eq. 9 and
+  # u(1), tests/advantages_bbg_test.py). alpha = beta = 1: u(m)/u(0) has the closed form
+  # n / (n + K - 1) for m = 1 and n (n-1) / ((n+K-1)(n+K-2)) for m = 2.
   n, K = 8, 256
   r = (np.arange(n)[None, :] < np.array([0, 1, 2, 8])[:, None]).astype(np.float32)
-  adv, info = advantages.compute("bbg", r, k=K, tau=0.01, zero_success_coef=0.25)
+  adv, info = advantages.compute("bbg", r, k=K, tau=0.01, zero_success_coef=0.25,
+                                 gate_norm="u0", weight_norm="u0")
   w1, w2 = n / (n + K - 1), n * (n - 1) / ((n + K - 1) * (n + K - 2))
   w8 = math.exp(math.lgamma(K) + math.lgamma(n + 1) - math.lgamma(n + K))  # m = n
   # float32 lgamma near 264 is ~1.2e3, so log weights carry ~1e-4 absolute error.

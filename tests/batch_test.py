@@ -1,8 +1,9 @@
 """The typed batch (rlvr_jax/rl/batch.py): what the estimator takes out of the loss is out of it.
 
 The central check: the update from a batch equals the update from the same batch with the
-masked-out rollouts removed (same loss, same gradient), for bbg's gated problems, passk_full's
-N mod k left-overs and easy_threshold's easy problems.
+masked-out rollouts removed (same loss, same gradient), for bbg's gated problems (its default
+gate, and zero_success_only), passk_full's N mod k left-overs, easy_threshold's easy problems
+and mask_high_success's high buckets.
 """
 
 import functools
@@ -67,14 +68,24 @@ def _without_masked_rollouts(ro, adv_BxN, keep_BxN):
 
 # Rewards chosen so that each estimator takes some rollouts out and leaves others in.
 CASES = {
-    # bbg (n = 6, K = 256, tau = 0.01): 4 and 5 successes of 6 are gated, 1 and 0 are kept
-    # (the m = 0 problem through its signed REINFORCE term).
+    # bbg (n = 6, K = 256, tau = 0.01; its gate u(m) < tau (n + 1) = 0.07 with u(1) = 0.157,
+    # u(2) = 0.003): 4 and 5 successes of 6 are gated, 1 and 0 are kept (the m = 0 problem
+    # through its signed REINFORCE term).
     "bbg": (dict(name="bbg"), [[1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0],
                                [0, 0, 0, 0, 0, 0]]),
     # passk_full with k = 3 and N = 7: two groups of 3 a problem (their rewards standardized
     # against each other), 1 left-over.
     "passk_full": (dict(name="passk_full", k=3), [[1, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 1, 0, 0],
                                                   [0, 1, 0, 0, 0, 0, 1], [1, 0, 0, 0, 1, 0, 0]]),
+    # bbg restricted to zero-success problems: the 2/6 and 1/6 problems leave the loss, the
+    # two 0/6 problems train on the signed REINFORCE term.
+    "bbg_zero_only": (dict(name="bbg", zero_success_only=True),
+                      [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0],
+                       [0, 0, 0, 0, 0, 0]]),
+    # grpo with high-success buckets masked (>= 0.75 by default; here >= 4/6 with 0.66):
+    # 4/6 and 5/6 leave the loss, 1/6 and 3/6 stay.
+    "high": (dict(name="grpo", mask_high_success=True, high_success_min=0.66),
+             [[1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]]),
     # grpo without problems above 0.6 accuracy: 5/6 and 4/6 are easy.
     "easy": (dict(name="grpo", easy_threshold=0.6), [[1, 1, 1, 1, 1, 0], [1, 0, 0, 0, 0, 0],
                                                      [1, 1, 1, 1, 0, 0], [0, 1, 1, 0, 0, 0]]),
@@ -112,9 +123,12 @@ def test_masked_out_rollouts_leave_the_update(case, agg):
 
 
 def test_metrics_report_why_rollouts_left_the_loss_and_num_tokens_counts_only_kept_ones():
-  for case, expect in (("bbg", dict(gated_frac=0.5, easy_frac=0.0, leftover_frac=0.0)),
-                       ("passk_full", dict(gated_frac=0.0, easy_frac=0.0, leftover_frac=1 / 7)),
-                       ("easy", dict(gated_frac=0.0, easy_frac=0.5, leftover_frac=0.0))):
+  none = dict(gated_frac=0.0, easy_frac=0.0, high_masked_frac=0.0, leftover_frac=0.0)
+  for case, expect in (("bbg", dict(none, gated_frac=0.5)),
+                       ("bbg_zero_only", dict(none, gated_frac=0.5)),
+                       ("passk_full", dict(none, leftover_frac=1 / 7)),
+                       ("easy", dict(none, easy_frac=0.5)),
+                       ("high", dict(none, high_masked_frac=0.5))):
     block, rewards = CASES[case]
     ro = _rollouts(rewards, seed=len(case))
     ro.responses = ["<answer>R</answer>"] * ro.tokens_RxT.shape[0]

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOTEBOOKS = ["advantage_estimators", "svs"]
+NOTEBOOKS = ["advantage_estimators", "reasoning_boundary", "svs"]
 
 
 def _cells(nb):

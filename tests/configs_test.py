@@ -39,7 +39,8 @@ def test_qwen_config_has_the_paper_settings_and_validates():
   with pytest.raises(ValueError, match="micro-batches over 3 data-parallel"):
     train.validate(c, 3)
   assert _qwen("ckpt=/x,estimator=passk_analytical,k=8").advantage.to_dict() == {
-      "name": "passk_analytical", "k": 8}
+      "name": "passk_analytical", "k": 8, "easy_threshold": None, "mask_high_success": False,
+      "high_success_min": 0.75}
   with pytest.raises(ValueError, match="HF checkpoint directory"):
     _qwen(None)
   c.model.path = ""
@@ -101,8 +102,11 @@ MATH_QWEN = "configs/math_qwen2_5_7b.py"
 def test_every_config_takes_k_only_for_estimators_that_have_one(path):
   get_config = runpy.run_path(path)["get_config"]
   ckpt = "ckpt=/c," if path in (QWEN, MATH_QWEN) else ""
+  # The block names every parameter (so flags and sweeps can set each one): the estimator's
+  # own and the common modifiers, at their defaults.
   assert get_config(ckpt + "estimator=passk_analytical,k=8").advantage.to_dict() == {
-      "name": "passk_analytical", "k": 8}
+      "name": "passk_analytical", "k": 8, "easy_threshold": None, "mask_high_success": False,
+      "high_success_min": 0.75}
   assert get_config(ckpt + "estimator=pkpo,k=2").advantage.k == 2
   assert get_config(ckpt + "estimator=bbg,k=8").advantage.k == 8  # bbg's Pass@K is k too
   assert "k" not in get_config(ckpt + "estimator=grpo,k=8").advantage

@@ -65,6 +65,16 @@ def test_rows_table_and_plot(tmp_path):
   assert len(back) == len(rows) and float(back[-1]["pass@8"]) == pytest.approx(rows[-1]["pass@8"])
   run.plot_curves(rows, ["grpo"], str(tmp_path / "c.png"))
   assert (tmp_path / "c.png").stat().st_size > 1000
+  # --summarize_only: the tables again from results.csv, the first line of summary.md kept.
+  # Mean pass@1 over sizes per seed 0.4, 0.6: mean 50.0, sd 14.1, and the 95% interval
+  # 50 +- t_{0.975, 1} 14.14 / sqrt(2) = 50 +- 12.7062 * 10 = [-77.1, 177.1].
+  run.write_csv(rows, str(tmp_path / "results.csv"))
+  (tmp_path / "summary.md").write_text("steps=3 seeds=[0, 1] total time 1.0 min\nold\n")
+  run.main([f"--outdir={tmp_path}", "--estimators=grpo", "--seeds=0,1", "--steps=3",
+            "--summarize_only"])
+  text = (tmp_path / "summary.md").read_text()
+  assert text.startswith("steps=3 seeds=[0, 1] total time 1.0 min\n\n| policy |")
+  assert "| 50.0 ± 14.1 [-77.1, 177.1] |" in text
 
 
 def _t_two_sided(t: float, df: float) -> float:

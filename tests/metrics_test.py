@@ -116,3 +116,64 @@ def test_pass_at_k_bad_entries_are_nan_under_jit_and_errors_outside():
       metrics.pass_at_k(n, c, k)
     with pytest.raises(ValueError, match="pass_at_k needs"):
       metrics.pass_at_k(np.array([8, n]), np.array([1, c]), np.array([2, k]))
+
+
+def test_pass_at_k_n256_against_exact_rationals():
+  # Every c = 0..256 of n = 256 samples, k = 1, 2, 4, ..., 256, against math.comb fractions;
+  # and the curve (mean over problems) against the exact rational mean.
+  n = 256
+  ks = metrics.default_ks(n)
+  assert ks == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+  c = np.arange(n + 1)
+  exact = [[1 - Fraction(math.comb(n - ci, k), math.comb(n, k)) for k in ks] for ci in c]
+  got = metrics.pass_at_k_table(np.full(n + 1, n), c, ks)
+  np.testing.assert_allclose(got, np.array(exact, np.float64), rtol=0, atol=1e-6)
+  curve = metrics.pass_at_k_intervals(n, {"set": c}, num_boot=0)
+  for j, k in enumerate(ks):
+    want = sum(row[j] for row in exact) / len(exact)
+    assert abs(curve[f"pass@{k}"] - float(want)) <= 1e-6, k
+    assert curve[f"set/pass@{k}"] == curve[f"pass@{k}"]
+  assert not any(key.endswith(("_lo", "_hi")) for key in curve)
+
+
+def test_bootstrap_interval_by_hand():
+  # One set of two problems with pass@1 a and b: a replicate's mean is a, (a+b)/2 or b with
+  # probabilities 1/4, 1/2, 1/4, so the 2.5 and 97.5 percentiles are a and b.
+  # (pass@k is 1 - a float32 ratio: exact to ~1 float32 ulp of 1, hence abs 1e-7.)
+  out = metrics.pass_at_k_intervals(4, {"s": [1, 3]}, ks=[1], num_boot=4000, seed=3)
+  eq = lambda x: pytest.approx(x, abs=1e-7)
+  assert out["pass@1"] == eq(0.5) and out["s/pass@1"] == eq(0.5)
+  assert (out["pass@1_lo"], out["pass@1_hi"]) == (eq(0.25), eq(0.75))
+  assert (out["s/pass@1_lo"], out["s/pass@1_hi"]) == (eq(0.25), eq(0.75))
+  # Identical problems: no spread. Two sets: the mean is over sets, not pooled problems.
+  out = metrics.pass_at_k_intervals(8, {"a": [4, 4, 4], "b": [0]}, ks=[1, 8], num_boot=200)
+  for key, want in (("a/pass@1", 0.5), ("a/pass@1_lo", 0.5), ("a/pass@1_hi", 0.5),
+                    ("pass@1", 0.25), ("pass@1_lo", 0.25), ("pass@1_hi", 0.25), ("pass@8", 0.5)):
+    assert out[key] == eq(want), key
+  with pytest.raises(ValueError, match="level"):
+    metrics.pass_at_k_intervals(8, {"a": [1]}, level=1.0)
+  with pytest.raises(ValueError, match="num_boot"):
+    metrics.bootstrap_means([np.zeros((2, 1))], 0)
+
+
+def test_bootstrap_interval_covers_the_true_pass_at_k_at_the_nominal_rate():
+  # A simulated policy: each eval problem's success rate p ~ Beta(0.3, 2) (mostly hard, as
+  # the mazes at large k), 96 problems a draw (maze_tiny's 3 x 32), n = 64 samples each. Its
+  # true pass@k is E[1 - (1 - p)^k] = 1 - B(0.3, 2 + k) / B(0.3, 2). Over 400 simulated
+  # evaluations the
+  # 95 % interval must cover it 95 % of the time, within 3 binomial standard errors
+  # (sqrt(0.95 * 0.05 / 400) = 1.1 %): [91.7 %, 98.3 %].
+  a, b, n, num_problems, sims = 0.3, 2.0, 64, 96, 400
+  ks = [1, 8, 64]
+  log_beta = lambda x, y: math.lgamma(x) + math.lgamma(y) - math.lgamma(x + y)
+  truth = {k: 1 - math.exp(log_beta(a, b + k) - log_beta(a, b)) for k in ks}
+  rng = np.random.default_rng(0)
+  covered = {k: 0 for k in ks}
+  for s in range(sims):
+    p = rng.beta(a, b, num_problems)
+    c = rng.binomial(n, p)
+    out = metrics.pass_at_k_intervals(n, {"sim": c}, ks=ks, num_boot=400, seed=s)
+    for k in ks:
+      covered[k] += out[f"pass@{k}_lo"] <= truth[k] <= out[f"pass@{k}_hi"]
+  for k in ks:
+    assert 0.917 <= covered[k] / sims <= 0.983, (k, covered[k] / sims)

@@ -154,7 +154,9 @@ def test_two_processes_equal_one_through_sigterm_and_resume(tmp_path, xla_cache)
   for s in rec1:
     for key in ("reward_mean", "acc_mean", "zero_var_frac", "response_len_mean",
                 "entropy_rollouts", "rollout_tokens", "loss", "grad_norm", "clip_frac_high",
-                "approx_kl", "eta_mean", "prompt_batches"):
+                "approx_kl", "eta_mean", "prompt_batches",
+                # the per-problem history: each process's own problems, saved per process
+                "hist/problems_seen", "hist/ever_solved_frac", "hist/unsolved_first_frac"):
       np.testing.assert_allclose(rec2[s][key], rec1[s][key], rtol=1e-5, atol=1e-7,
                                  err_msg=f"step {s} {key}")
   # The check has teeth: every step has a gradient, and the rollouts are not all alike.

@@ -39,7 +39,8 @@ def test_config_builds_with_paper_settings_and_validates(name):
   train.validate(local, 8)  # 4 prompts x 2 rollouts = 8 rows: also splits over 8 devices
   assert local.model.path == c.model.path and local.rl.steps == 1
   assert _config(name, "runlocal,estimator=passk_analytical,k=2").advantage.to_dict() == {
-      "name": "passk_analytical", "k": 2}
+      "name": "passk_analytical", "k": 2, "easy_threshold": None, "mask_high_success": False,
+      "high_success_min": 0.75}
 
 
 def test_one_runlocal_rollout_verify_advantage_each_config():

@@ -7,10 +7,12 @@ The run loop is exercised with a stand-in for `python` that writes a run's metri
 
 import csv
 import json
+import math
 import os
 import stat
 
 import pytest
+import scipy.stats
 
 from rlvr_jax import config_utils, sweep
 
@@ -47,8 +49,21 @@ def test_grid_keys_go_to_config_args_or_fields_and_typos_fail_before_running(tmp
     sweep.parse_grid(["seed=0", "seed=1"])
   with pytest.raises(ValueError, match="KEY=V1,V2"):
     sweep.parse_grid(["seed"])
+  # Every estimator parameter is a field (rl/defaults.advantage_block): bbg's normalizers, the
+  # modifiers, and a None default (easy_threshold) parsed as its type; bad values fail here.
+  bbg = sweep.build(MAZE, "", {"estimator": "bbg", "advantage.gate_norm": "u0",
+                               "advantage.mask_high_success": "true",
+                               "advantage.easy_threshold": "0.9"})[0].advantage
+  assert (bbg.gate_norm, bbg.mask_high_success, bbg.easy_threshold) == ("u0", True, 0.9)
+  with pytest.raises(ValueError, match="gate_norm must be one of"):
+    sweep.build(MAZE, "", {"estimator": "bbg", "advantage.gate_norm": "n"})
+  with pytest.raises(ValueError, match="is a float"):
+    sweep.build(MAZE, "", {"advantage.easy_threshold": "high"})
   tuples = sweep.build(MAZE, "", {"data.splits.train_sizes": "(5, 7)"})[0]
   assert tuples.data.splits.train_sizes == (5, 7)
+  with pytest.raises(SystemExit, match="--baseline key 'estimator' is not a grid key"):
+    sweep.main([f"--config={MAZE}", f"--workdir={tmp_path}", "--grid=seed=0,1",
+                "--baseline=estimator=grpo", "--print_commands"])
   with pytest.raises(SystemExit, match="sweep: grid key 'advantage.nme'"):
     sweep.main([f"--config={MAZE}", f"--workdir={tmp_path}", "--grid=advantage.nme=grpo",
                 "--print_commands"])
@@ -106,13 +121,40 @@ def test_runs_skip_when_done_and_tables_average_over_seeds(tmp_path):
   assert all(sweep.is_done(r) for r in runs)
   sweep.execute(runs, progress=False, python=python)  # relaunched: nothing runs again
   assert len((work / "runs" / "calls.txt").read_text().split()) == 6
-  table = sweep.summarize(runs, str(work))
+  table = sweep.summarize(runs, str(work), baseline="estimator=grpo")
   # grpo over seeds 0, 1, 2: final reward 0.2 + seed -> mean 1.2, sample std 1; pass@1 0.1 *
-  # seed -> mean 0.1, std 0.1; passk_analytical adds 0.5 to pass@k.
+  # seed -> mean 0.1, std 0.1; passk_analytical adds 0.5 to pass@k. The 95% interval of a
+  # mean of 3 is mean +- t_{0.975, 2} sd / sqrt(3), t_{0.975, 2} = 4.302653 (t tables):
+  # 1.2 +- 2.484 = [-1.28, 3.68], 0.1 +- 0.2484 = [-0.148, 0.348].
   lines = table.splitlines()
   assert lines[0] == "| estimator | runs | loss | reward_mean | pass@1 | pass@2 |"
-  assert lines[2] == "| grpo | 3 | -1 ± 1 | 1.2 ± 1 | 0.1 ± 0.1 | 0.2 ± 0.2 |"
-  assert lines[3] == "| passk_analytical | 3 | -1 ± 1 | 1.2 ± 1 | 0.6 ± 0.1 | 0.7 ± 0.2 |"
+  assert lines[2] == ("| grpo | 3 | -1 ± 1 [-3.48, 1.48] | 1.2 ± 1 [-1.28, 3.68] | "
+                      "0.1 ± 0.1 [-0.148, 0.348] | 0.2 ± 0.2 [-0.297, 0.697] |")
+  assert lines[3].startswith("| passk_analytical | 3 | -1 ± 1 [-3.48, 1.48] | 1.2 ± 1 ")
+  assert "| 0.6 ± 0.1 [0.352, 0.848] |" in lines[3]
+  # Against grpo: pass@1 differs by 0.5 with sd 0.1 on both sides (3 seeds each), so Welch's
+  # se = sqrt(0.01 / 3 + 0.01 / 3) = 0.08165, df = 4 exactly, t = 6.1237; t_{0.975, 4} =
+  # 2.776445 (t tables) gives the interval 0.5 +- 0.2267; p = 2 sf_t4(6.1237).
+  se = math.sqrt(0.02 / 3)
+  assert se == pytest.approx(0.0816497, rel=1e-6)
+  p_want = 2 * scipy.stats.t.sf(0.5 / se, 4)
+  comp = [l for l in lines if l.startswith("| passk_analytical")][-1]
+  assert comp == (f"| passk_analytical | 3 | +0.5 [+0.273, +0.727] p={p_want:.2g} | "
+                  f"+0.5 [+0.0466, +0.953] p={2 * scipy.stats.t.sf(0.5 / (2 * se), 4):.2g} |")
+  with open(work / "comparisons.csv") as f:
+    comp_rows = list(csv.DictReader(f))
+  assert [r["estimator"] for r in comp_rows] == ["passk_analytical"]
+  assert float(comp_rows[0]["pass@1_ci_hi"]) == pytest.approx(0.5 + 2.776445 * se, rel=1e-6)
+  assert float(comp_rows[0]["pass@1_p"]) == pytest.approx(p_want, rel=1e-5)
+  # Paired over the shared seeds: the differences are all 0.5 (no spread but float rounding),
+  # so p is ~0 where Welch's is 0.004.
+  sweep.summarize(runs, str(work), baseline="estimator=grpo", paired=True)
+  with open(work / "comparisons.csv") as f:
+    paired = list(csv.DictReader(f))[0]
+  assert float(paired["pass@1_diff"]) == pytest.approx(0.5) and float(paired["pass@1_p"]) < 1e-12
+  assert sweep.compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], paired=True)[3] == 1.0
+  with pytest.raises(ValueError, match="not a grid key other than 'seed'"):
+    sweep.summarize(runs, str(work), baseline="seed=0")
   with open(work / "runs.csv") as f:
     per_run = list(csv.DictReader(f))
   assert len(per_run) == 6 and per_run[5]["seed"] == "2" and float(per_run[5]["pass@2"]) == 0.9
@@ -120,6 +162,8 @@ def test_runs_skip_when_done_and_tables_average_over_seeds(tmp_path):
     grouped = list(csv.DictReader(f))
   assert float(grouped[1]["pass@1_mean"]) == pytest.approx(0.6)
   assert float(grouped[1]["pass@1_std"]) == pytest.approx(0.1)
+  assert float(grouped[1]["pass@1_ci_lo"]) == pytest.approx(0.6 - 4.302653 * 0.1 / math.sqrt(3),
+                                                            rel=1e-6)
   assert (work / "sweep.png").stat().st_size > 1000
 
 

@@ -5,6 +5,7 @@ Runs in one process share compiled programs through a persistent compilation cac
 directory of this test session), so only the first run of each mesh pays for compiles.
 """
 
+import json
 import os
 import runpy
 import signal
@@ -327,6 +328,10 @@ def test_main_command_leaves_metrics_plots_and_checkpoint(tmp_path):
   assert any(r["phase"] == "warmstart" for r in recs)
   evals = [r for r in recs if r["phase"] == "eval"]
   assert [r["step"] for r in evals] == [0, 3] and all(0 <= r["pass@1"] <= 1 for r in evals)
+  # Every eval has its bootstrap interval; the step-0 eval is kept as the base curve.
+  assert all(r["pass@1_lo"] <= r["pass@1"] <= r["pass@1_hi"] for r in evals)
+  with open(os.path.join(workdir, "base_eval.json"), encoding="utf-8") as f:
+    assert json.load(f) == evals[0]
   for name in ("train.png", "eval.png", "warmstart.png", "passk_curve.png"):
     with open(os.path.join(workdir, "plots", name), "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n", name

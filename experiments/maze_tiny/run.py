@@ -9,7 +9,9 @@ one RL run per (estimator, seed), all with the same number of steps; pass@1..8 o
 each test maze size is evaluated once for the warm start (step 0 of every curve) and
 in every run each `--eval_every` steps and at the end. Writes under --outdir:
 `results.csv` (every eval point), `summary.md` (final-step table, mean +- sample std over
-seeds), `curves.png`, and one workdir per run (`runs/estimator=E,seed=S`).
+seeds with the 95% t interval of the mean over sizes, and each estimator against grpo by
+Welch's t-test), `curves.png`, and one workdir per run (`runs/estimator=E,seed=S`);
+`--summarize_only` rewrites summary.md and curves.png from results.csv.
 The runs go through `rlvr_jax.sweep` (one process a run, a progress bar with ETA): a
 finished run is skipped on re-launch; a cut-off one resumes.
 """
@@ -76,10 +78,12 @@ def _shrink(c) -> None:
     node[leaf] = value
 
 
-def warm_start(args: argparse.Namespace) -> str:
-  """The shared starting policy: `--warmstart_dir` or a fresh warm start; evaluated once.
+def warm_start(args: argparse.Namespace, eval_settings: dict | None = None) -> str:
+  """The shared starting policy: `--warmstart_dir` or a fresh warm start; evaluated once
+  (8 samples a maze, or `eval_settings` on the config's `eval` block).
 
-  The evaluation is a 0-step RL run of the config, so it is the step-0 point of every curve.
+  The evaluation is a 0-step RL run of the config, so it is the step-0 point of every curve;
+  its workdir (`<outdir>/warmstart`) keeps it as `base_eval.json`.
   """
   from rlvr_jax.rl import train
   workdir = os.path.join(args.outdir, "warmstart")
@@ -93,6 +97,7 @@ def warm_start(args: argparse.Namespace) -> str:
     c.progress = args.progress
     if args.smoke:
       _shrink(c)
+    c.eval.update(eval_settings or {})
     train.run(c, workdir)
   if not os.path.isdir(params_dir):
     raise ValueError(f"no warm-start params at {params_dir!r}")
@@ -130,7 +135,7 @@ def write_csv(rows: Sequence[dict], path: str) -> None:
 
 def summary_table(rows: Sequence[dict], estimators: Sequence[str], final_step: int) -> str:
   """Markdown: warm start, then each estimator at `final_step`, mean +- sample std (ddof 1)
-  over seeds."""
+  over seeds; the columns of the mean over sets also give the 95% t interval of the mean."""
   sets = sorted({r["set"] for r in rows}, key=lambda s: (s == "mean", len(s), s))
   head = "| policy | seeds | " + " | ".join(f"{s} pass@1 | {s} pass@8" for s in sets) + " |"
   lines = [head, "|" + "---|" * (2 + 2 * len(sets))]
@@ -142,9 +147,12 @@ def summary_table(rows: Sequence[dict], estimators: Sequence[str], final_step: i
         v = np.array([r[f"pass@{k}"] for r in sel if r["set"] == s])
         if not len(v):
           cells.append("-")
-        else:  # one run (the warm start) has no spread to show
-          cells.append(f"{100 * v.mean():.1f}" + (f" ± {100 * v.std(ddof=1):.1f}" if len(v) > 1
-                                                  else ""))
+        elif len(v) == 1:  # one run (the warm start) has no spread to show
+          cells.append(f"{100 * v.mean():.1f}")
+        else:
+          from rlvr_jax import sweep
+          mu, sd, lo, hi = (100 * x for x in sweep.seed_stats(list(v)))
+          cells.append(f"{mu:.1f} ± {sd:.1f}" + (f" [{lo:.1f}, {hi:.1f}]" if s == "mean" else ""))
     seeds = len({r["seed"] for r in sel})
     return f"| {name} | {seeds} | " + " | ".join(cells) + " |"
 
@@ -157,16 +165,10 @@ def summary_table(rows: Sequence[dict], estimators: Sequence[str], final_step: i
 
 
 def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
-  """(mean(a) - mean(b), 95% interval low, high, two-sided p) of Welch's unequal-variance t-test."""
-  from scipy import stats
-  va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-  diff = float(a.mean() - b.mean())
-  if va + vb == 0:
-    return diff, diff, diff, float(diff == 0) if diff == 0 else 0.0
-  df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-  half = float(stats.t.ppf(0.975, df) * np.sqrt(va + vb))
-  p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-  return diff, diff - half, diff + half, p
+  """(mean(a) - mean(b), 95% interval low, high, two-sided p) of Welch's unequal-variance
+  t-test: the sweep summary's (`rlvr_jax.sweep.compare`)."""
+  from rlvr_jax import sweep
+  return sweep.compare(a, b)
 
 
 def comparison_table(rows: Sequence[dict], estimators: Sequence[str], final_step: int,
@@ -221,6 +223,35 @@ def plot_curves(rows: Sequence[dict], estimators: Sequence[str], path: str) -> N
   plt.close(fig)
 
 
+def read_csv(path: str) -> list[dict]:
+  """`write_csv`'s rows back (seed and step ints, pass@k floats)."""
+  with open(path, newline="", encoding="utf-8") as f:
+    return [{**r, "seed": int(r["seed"]), "step": int(r["step"]),
+             **{f"pass@{k}": float(r[f"pass@{k}"]) for k in KS}} for r in csv.DictReader(f)]
+
+
+def write_summary(rows: Sequence[dict], args: argparse.Namespace, header: str) -> str:
+  """summary.md (`header`, the final-step table, the Welch table) and curves.png in --outdir."""
+  table = summary_table(rows, args.estimators, args.steps)
+  table += "\n\n" + comparison_table(rows, args.estimators, args.steps)
+  with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
+    f.write(f"{header}\n\n{table}\n")
+  plot_curves(rows, args.estimators, os.path.join(args.outdir, "curves.png"))
+  return table
+
+
+def summarize_only(args: argparse.Namespace) -> str:
+  """The tables and curves again from --outdir's results.csv (no run); the first line of an
+  existing summary.md (the run's settings and time) is kept."""
+  rows = read_csv(os.path.join(args.outdir, "results.csv"))
+  path = os.path.join(args.outdir, "summary.md")
+  header = f"steps={args.steps} seeds={args.seeds} (recomputed from results.csv)"
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      header = f.readline().rstrip("\n")
+  return write_summary(rows, args, header)
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--outdir", required=True)
@@ -234,6 +265,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--warmstart_dir", default="",
                  help="existing warm-start params (orbax dir) instead of a fresh warm start")
   p.add_argument("--smoke", action="store_true", help="runlocal shapes, 5x5 mazes (tests)")
+  p.add_argument("--summarize_only", action="store_true",
+                 help="rewrite summary.md and curves.png from --outdir's results.csv")
   p.add_argument("--no_progress", dest="progress", action="store_false",
                  help="hide the per-run step bar (the overall progress line stays)")
   p.add_argument("--cache_dir", default=os.path.expanduser("~/.cache/rlvr_jax_xla"),
@@ -249,6 +282,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> str:
   """Runs (or finishes) the experiment; returns the summary markdown."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  if args.summarize_only:
+    table = summarize_only(args)
+    print(table, flush=True)
+    return table
   import jax
   if args.cache_dir:  # every run re-jits its update step; identical programs hit the cache
     jax.config.update("jax_compilation_cache_dir", args.cache_dir)
@@ -270,12 +307,9 @@ def main(argv: Sequence[str] | None = None) -> str:
   for r in runs:
     rows += rows_of(_eval_records(r.workdir), r.values["estimator"], int(r.values["seed"]))
   write_csv(rows, os.path.join(args.outdir, "results.csv"))
-  table = summary_table(rows, args.estimators, args.steps)
-  table += "\n\n" + comparison_table(rows, args.estimators, args.steps)
-  with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
-    f.write(f"steps={args.steps} seeds={args.seeds} k={args.k} batch_prompts={args.batch_prompts} "
-            f"total time {(time.time() - t0) / 60:.1f} min\n\n{table}\n")
-  plot_curves(rows, args.estimators, os.path.join(args.outdir, "curves.png"))
+  table = write_summary(rows, args, f"steps={args.steps} seeds={args.seeds} k={args.k} "
+                        f"batch_prompts={args.batch_prompts} total time "
+                        f"{(time.time() - t0) / 60:.1f} min")
   print(table, flush=True)
   return table
 

@@ -10,15 +10,25 @@ Every estimator is batched, masked (invalid rollouts get 0 and never
 influence valid ones), free of Python loops over B and N, and jit-able with its
 parameters static (`jax.jit(functools.partial(compute, 'grpo', ddof=1))`).
 `info` holds per-problem arrays: `num_pos` (valid rewards > 0), `num_valid`,
-`mean_reward`, `easy` (zeroed by easy_threshold), estimator-specific entries
-(`weight` and `gated` for bbg), and one per-rollout entry, `loss_mask_BxN`:
-the rollouts that belong in the loss (valid, not a passk_full left-over, not
-in a bbg-gated or easy-masked problem).
+`mean_reward`, `easy` (zeroed by easy_threshold), `high_masked` (zeroed by
+mask_high_success), estimator-specific entries (`weight` and `gated` for bbg),
+and one per-rollout entry, `loss_mask_BxN`: the rollouts that belong in the
+loss (valid, not a passk_full left-over, not in a bbg-gated, easy-masked or
+high-masked problem).
 
-`easy_threshold` (default None: off) is accepted by every estimator: problems
-whose mean valid reward (accuracy, for binary rewards) is above it get 0
-advantage and leave the loss ("w/o easy problems"; the paper gives no value,
-0.6 is the usual choice).
+Two modifiers are accepted by every estimator (`COMMON_DEFAULTS`):
+
+- `easy_threshold` (default None: off): problems whose mean valid reward
+  (accuracy, for binary rewards) is strictly above it get 0 advantage and
+  leave the loss ("w/o easy problems" of the Pass@k paper; it gives no value,
+  0.6 is the usual choice).
+- `mask_high_success` (default False) with `high_success_min` (default 0.75):
+  problems whose success rate `num_pos / num_valid` is at least
+  `high_success_min` get 0 advantage and leave the loss: the BBG paper's
+  "masking high-success buckets (>= 6/8)", inclusive as the paper states it.
+
+The BBG paper's other simple intervention, updates restricted to zero-success
+problems, is `bbg`'s `zero_success_only` (see advantages/bbg.py).
 
 Bad input raises ValueError. Reward values can only be checked on concrete
 arrays; under jit a problem whose valid rewards are non-finite or, for binary
@@ -43,7 +53,9 @@ from rlvr_jax.advantages import passk_sampling  # noqa: F401
 from rlvr_jax.advantages import pkpo  # noqa: F401
 from rlvr_jax.advantages._common import REGISTRY
 
-_COMMON_PARAMS = ("easy_threshold",)
+# The modifiers every estimator takes, with their defaults (module docstring).
+COMMON_DEFAULTS = {"easy_threshold": None, "mask_high_success": False, "high_success_min": 0.75}
+_COMMON_PARAMS = tuple(COMMON_DEFAULTS)
 
 
 def names() -> list[str]:
@@ -80,7 +92,7 @@ def _params(est: _common.Estimator, params: Mapping[str, Any], N: int) -> dict[s
   if unknown:
     known = ", ".join(sorted(set(est.defaults) | set(_COMMON_PARAMS)))
     raise ValueError(f"{est.name}: unknown parameter(s) {sorted(unknown)}; known: {known}")
-  full = dict(est.defaults, easy_threshold=None)
+  full = dict(est.defaults, **COMMON_DEFAULTS)
   full.update(params)
   if est.check is not None:
     try:
@@ -89,6 +101,13 @@ def _params(est: _common.Estimator, params: Mapping[str, Any], N: int) -> dict[s
       raise ValueError(f"{est.name}: {e}") from e
   if full["easy_threshold"] is not None:
     _common.check_float(full, "easy_threshold", lo=0.0, hi=1.0)
+  if not isinstance(full["mask_high_success"], bool):
+    raise ValueError(f"{est.name}: mask_high_success must be a bool, got "
+                     f"{full['mask_high_success']!r}")
+  try:
+    _common.check_float(full, "high_success_min", lo=0.0, hi=1.0, lo_open=True)
+  except ValueError as e:
+    raise ValueError(f"{est.name}: {e}") from e
   return full
 
 
@@ -162,6 +181,7 @@ def _run(name, frozen, rewards_BxN, valid_BxN, key, entropy_BxN):
   counts = _common.row_counts(rewards_BxN, valid_BxN, _bad_entries(est, rewards_BxN))
   num_pos_B, num_valid_B, num_bad_B = counts
   easy_threshold = full.pop("easy_threshold")
+  mask_high, high_min = full.pop("mask_high_success"), full.pop("high_success_min")
   adv_BxN, info = est.fn(clean_BxN, valid_BxN, key=key, entropy_BxN=entropy_BxN,
                          counts=counts, **full)
   info = dict(info)
@@ -172,9 +192,15 @@ def _run(name, frozen, rewards_BxN, valid_BxN, key, entropy_BxN):
     easy_B = (num_valid_B > 0) & (mean_B > easy_threshold)
     adv_BxN = jnp.where(easy_B[:, None], 0.0, adv_BxN)
     loss_mask_BxN = loss_mask_BxN & ~easy_B[:, None]
+  high_B = jnp.zeros((B,), bool)
+  if mask_high:
+    # num_pos / num_valid is correctly rounded, so an exact bucket (6/8 = 0.75) compares equal.
+    high_B = (num_valid_B > 0) & (num_pos_B / jnp.maximum(num_valid_B, 1.0) >= high_min)
+    adv_BxN = jnp.where(high_B[:, None], 0.0, adv_BxN)
+    loss_mask_BxN = loss_mask_BxN & ~high_B[:, None]
   adv_BxN = jnp.where((num_bad_B > 0)[:, None], jnp.nan, adv_BxN).astype(jnp.float32)
   info.update(num_pos=num_pos_B, num_valid=num_valid_B, mean_reward=mean_B, easy=easy_B,
-              loss_mask_BxN=loss_mask_BxN)
+              high_masked=high_B, loss_mask_BxN=loss_mask_BxN)
   return adv_BxN, info
 
 
@@ -215,4 +241,5 @@ def dynamic_sampling_mask(rewards_BxN: Any, valid_BxN: Any = None) -> jax.Array:
   return _common.varies(rewards_BxN, valid_BxN)
 
 
-__all__ = ["compute", "names", "from_config", "dynamic_sampling_mask"]
+__all__ = ["compute", "names", "defaults", "from_config", "dynamic_sampling_mask",
+           "COMMON_DEFAULTS"]

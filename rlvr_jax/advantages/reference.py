@@ -103,17 +103,18 @@ def passk_bootstrap(r, k, rng, num_groups=None, reduce="sum"):
 
 
 def bbg(r, k=256, tau=0.01, alpha=1.0, beta=1.0, zero_success_coef=0.1, base="grpo",
-        ddof=0):
+        ddof=0, gate_norm="n+1", weight_norm="u1", zero_success_only=False):
   n, m = len(r), int(r.sum())
+
+  def log_u(m):  # log u(m; n, k) by lgamma, in float64
+    return (math.log(k) + math.lgamma(n - m + beta + k - 1) - math.lgamma(n - m + beta)
+            - math.lgamma(n + alpha + beta + k - 1) + math.lgamma(n + alpha + beta))
+  norm = math.log(n + 1) if gate_norm == "n+1" else log_u(0)
+  if (tau > 0 and log_u(m) < math.log(tau) + norm) or (zero_success_only and m > 0):
+    return np.zeros_like(r)
   if m == 0:
     return np.full_like(r, -zero_success_coef)
-
-  def log_u(m):
-    return (math.lgamma(n - m + beta + k - 1) - math.lgamma(n - m + beta)
-            - math.lgamma(n + alpha + beta + k - 1) + math.lgamma(n + alpha + beta))
-  w = math.exp(log_u(m) - log_u(0))
-  if w < tau:
-    return np.zeros_like(r)
+  w = 1.0 if weight_norm == "none" else math.exp(log_u(m) - log_u(1 if weight_norm == "u1" else 0))
   base_adv = {"grpo": lambda: grpo(r, ddof), "dr_grpo": lambda: dr_grpo(r),
               "rloo": lambda: rloo(r)}[base]()
   return w * base_adv

@@ -1,8 +1,9 @@
 """Orbax train-state checkpoints: async, keep the last n, exact resume.
 
 A checkpoint holds the train state {params, opt_state, step}, the PRNG key
-data, the prompt iterator's state (Grain's orbax handler, one JSON file a
-process) and a small JSON record (the RL step). Orbax writes each step to
+data, the prompt iterator's state and the per-problem history (rl/history.py;
+both through Grain's orbax handler, one JSON file a process) and a small JSON
+record (the RL step). Orbax writes each step to
 a temporary directory and renames it only once every file is committed, so a
 crash or kill mid-save never leaves a half-written checkpoint as the latest.
 """
@@ -12,10 +13,12 @@ import signal
 import threading
 from typing import Any
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from rlvr_jax import data as data_lib, multihost
 
@@ -35,20 +38,26 @@ class Checkpointer:
     return self._mngr.latest_step()
 
   def save(self, step: int, state: dict, rng: jax.Array, meta: dict,
-           prompts: data_lib.PromptIterator | None = None, *, force: bool = False) -> None:
+           prompts: data_lib.PromptIterator | None = None, *, force: bool = False,
+           history: Any = None) -> None:
     """Starts an (async) save; `rng` is a typed or raw uint32 PRNG key; `prompts` the data
-    iterator, whose position is taken now (iterating on during the save changes nothing)."""
+    iterator, whose position is taken now (iterating on during the save changes nothing);
+    `history` a `history.ProblemHistory`, likewise taken now."""
     # The key as host data: in a multi-process run every process holds the same one.
     tree = {"state": state, "rng": np.asarray(jax.device_get(_key_data(rng)))}
     items = dict(tree=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(dict(meta)))
     if prompts is not None:
       items["data"] = data_lib.iterator_save_args(prompts)
+    if history is not None:
+      items["history"] = grain.checkpoint.CheckpointSave(item=history.snapshot())
     self._mngr.save(step, args=ocp.args.Composite(**items), force=force)
 
   def restore(self, step: int, abstract_state: dict, rng_like: jax.Array,
-              prompts: data_lib.PromptIterator | None = None) -> tuple[dict, jax.Array, dict]:
-    """Restores onto the shardings of `abstract_state` (ShapeDtypeStructs or arrays), and the
-    saved data position into `prompts` (in place)."""
+              prompts: data_lib.PromptIterator | None = None, history: Any = None
+              ) -> tuple[dict, jax.Array, dict]:
+    """Restores onto the shardings of `abstract_state` (ShapeDtypeStructs or arrays), the
+    saved data position into `prompts` and the per-problem history into `history` (in
+    place; a checkpoint written before the history existed leaves it empty, with a warning)."""
     abstract = {"state": jax.tree.map(_abstract, abstract_state),
                 "rng": np.asarray(jax.device_get(_key_data(rng_like)))}
     items = dict(tree=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore())
@@ -57,6 +66,12 @@ class Checkpointer:
         raise ValueError(f"checkpoint {step} in {self.directory} holds no data iterator state "
                          "(written before the Grain data path?): it cannot resume exactly")
       items["data"] = data_lib.iterator_restore_args(prompts)
+    if history is not None:
+      if os.path.isdir(os.path.join(self.directory, str(step), "history")):
+        items["history"] = grain.checkpoint.CheckpointRestore(item=history)
+      else:
+        logging.warning("checkpoint %d in %s holds no per-problem history: it starts empty",
+                        step, self.directory)
     out = self._mngr.restore(step, args=ocp.args.Composite(**items))
     # Back to an uncommitted host-made key, as a fresh run has: a key committed to one device
     # would clash with params spread over a multi-device mesh in the sampler's jit.

@@ -4,6 +4,8 @@ Every key the trainer reads is here, so `--config.rl.lr=...` typos fail at
 launch (configs are locked) and a config file only states what differs.
 """
 
+from typing import Any
+
 import ml_collections
 
 
@@ -56,9 +58,17 @@ def base_config() -> ml_collections.ConfigDict:
       load_dir="", synthesis_frac=0.0,
       optimizer=dict(lr=1e-3, warmup_steps=20, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0,
                      max_grad_norm=1.0)))
+  # Evaluation: pass@k for k = 1, 2, 4, ..., num_samples with 95% bootstrap intervals over
+  # problems (`bootstrap` replicates; 0: none). sample_chunk: samples a problem per sampler call
+  # (0: all num_samples at once). On the tiny policy, 32 mazes x 256 samples took 12 s and
+  # 1.2 GB in chunks of 32, 23 s and 2.3 GB at once (experiments/boundary_tiny/README.md).
+  # The step-0 eval is kept as <workdir>/base_eval.json; base_curve: a base_eval.json or a
+  # workdir to take it from when this run does not evaluate step 0 (a shared warm start's).
   c.eval = ml_collections.ConfigDict(dict(
       every=0, at_start=True, at_end=True, num_samples=32, temperature=1.0, top_p=0.95,
-      batch_prompts=32))
+      batch_prompts=32, sample_chunk=0, bootstrap=1000, base_curve=""))
+  # The per-problem history's Beta prior (rl/history.py: its posterior of each problem).
+  c.history = ml_collections.ConfigDict(dict(alpha=1.0, beta=1.0))
   c.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=3, async_save=True,
                                                 export_hf=False))
   # algorithm='svs' (rl/svs.py, PAPERS.md section 4). num_syntheses: problems written a context
@@ -74,12 +84,36 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def advantage_block(estimator: str, k: int) -> ml_collections.ConfigDict:
-  """The `advantage` block for `estimator`, with `k` where the estimator takes one."""
-  from rlvr_jax import advantages  # the registry says which estimators take k
+# The type of each estimator parameter whose default is None (float unless listed).
+_NONE_TYPES = {"num_groups": int}
+
+
+def advantage_block(estimator: str, k: int, **options: Any) -> ml_collections.ConfigDict:
+  """The `advantage` block for `estimator`: its name and every parameter it takes (its own
+  and the modifiers every estimator takes, `advantages.COMMON_DEFAULTS`) at their defaults,
+  `k` where the estimator takes one, then `options`.
+
+  Every parameter is a typed field, so a locked config takes `--config.advantage.tau=0.02`,
+  `--config.advantage.mask_high_success=True` or a sweep's `--grid=advantage.gate_norm=n+1,u0`;
+  a parameter the estimator does not take, or a bad value, fails at once (ValueError).
+  """
+  from ml_collections import config_dict
+  from rlvr_jax import advantages  # the registry says which parameters an estimator takes
+  params = {**advantages.defaults(estimator), **advantages.COMMON_DEFAULTS}
+  if "k" in params:
+    params["k"] = k
+  unknown = set(options) - set(params)
+  if unknown:
+    raise ValueError(f"advantage_block: {estimator} takes no parameter(s) {sorted(unknown)}; "
+                     f"known: {', '.join(sorted(params))}")
+  params.update(options)
+  advantages.from_config({"name": estimator, **params})  # bad values fail here
   block = ml_collections.ConfigDict({"name": estimator})
-  if "k" in advantages.defaults(estimator):
-    block.k = k
+  for key, value in params.items():
+    # A None default (easy_threshold, num_groups: off) is a typed placeholder, so a flag can
+    # set it.
+    block[key] = (config_dict.placeholder(_NONE_TYPES.get(key, float)) if value is None
+                  else value)
   return block
 
 

@@ -57,6 +57,7 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
                          f"devices of {procs} processes (each process samples its block)")
   if rl.max_sampling_tries < 1:
     raise ValueError(f"rl.max_sampling_tries must be >= 1, got {rl.max_sampling_tries}")
+  stats.check_eval(config.eval)
   if config.model.source == "checkpoint" and not config.model.path:
     raise ValueError("model.source='checkpoint' needs model.path (an embedded policy name, "
                      "a .gguf file or an HF directory)")
@@ -305,8 +306,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       rng, rl_step = jax.random.PRNGKey(config.seed + 1), 0
       prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts // jax.process_count(),
                                          seed=config.seed)  # this process's block of each batch
+      from rlvr_jax.rl import history as history_lib  # noqa: PLC0415 (one user, here)
+      history = history_lib.ProblemHistory(**config.history)  # this process's problems
       if latest is not None:
-        state, rng, meta = ckpt.restore(latest, state, rng, prompts)
+        state, rng, meta = ckpt.restore(latest, state, rng, prompts, history)
         rl_step = int(meta["rl_step"])
       state_sh = jax.tree.map(lambda x: x.sharding, state)
       update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
@@ -320,8 +323,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       evaluate = lambda s: writer.write(s, stats.evaluate(
           state["params"], cfg, task, tokenizer, eval_sets, jax.random.fold_in(eval_key, s),
           config.eval, rl, config.model.chat, mesh, rules), phase="eval")
-      if rl_step == 0 and config.eval.at_start:
-        evaluate(0)
+      if rl_step == 0 and config.eval.at_start:  # the base policy's curve, kept in the workdir
+        stats.keep_base_eval(workdir, evaluate(0), lead)
+      stats.import_base_eval(config.eval.base_curve, workdir, lead)
       writer.start_progress()
       stopping = bool(stop)  # read once a step: one agreement among the processes
       while rl_step < rl.steps and not stopping:
@@ -335,7 +339,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                                         minibatch_rows(made, k_perm, rl))
         t_update = time.perf_counter() - t1
         rl_step += 1
+        history.update(rl_step, made.rollouts)
         scalars, hists = stats.batch_metrics(made, task)
+        scalars.update(history.metrics())
         total = time.perf_counter() - t0
         scalars.update(upd, **stats.global_counts(made.counts), time_update=t_update,
                        time_step=total, tokens_per_sec=scalars["rollout_tokens"] / max(total, 1e-9),
@@ -345,7 +351,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         writer.advance(1, reward=last["reward_mean"], loss=last["loss"])
         stopping = bool(stop)
         if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stopping:
-          ckpt.save(rl_step, state, rng, {"rl_step": rl_step}, prompts)
+          ckpt.save(rl_step, state, rng, {"rl_step": rl_step}, prompts, history=history)
         if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
           evaluate(rl_step)
       if stopping:
