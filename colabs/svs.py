@@ -28,7 +28,7 @@
 # 4. the whole step as the trainer makes it;
 # 5. the curves of `experiments/svs_tiny` (SvS against plain RLVR).
 #
-# On a Colab CPU the warm start (300 steps) takes a few minutes. In Colab, first
+# On a Colab CPU the warm start (800 steps) takes several minutes. In Colab, first
 # install the repository (uncomment the line in the next cell).
 
 # %%
@@ -53,9 +53,9 @@ from rlvr_jax import advantages, data as data_lib, sharding, tasks
 from rlvr_jax.rl import rollout, svs, train, warmstart
 
 # The test suite runs this notebook with a short warm start (SVS_COLAB_WARMSTART_STEPS).
-WARMSTART_STEPS = int(os.environ.get("SVS_COLAB_WARMSTART_STEPS", "300"))
+WARMSTART_STEPS = os.environ.get("SVS_COLAB_WARMSTART_STEPS", "")  # '' = the config's (800)
 config = runpy.run_path(os.path.join(ROOT, "configs", "svs_tiny.py"))["get_config"](
-    f"steps=0,warmstart_steps={WARMSTART_STEPS}")
+    "steps=0" + (f",warmstart_steps={WARMSTART_STEPS}" if WARMSTART_STEPS else ""))
 config.num_devices, config.progress, config.plot_at_end = 1, False, False
 config.eval.update(at_start=False, at_end=False)
 print("synthesis prompt:", repr(config.svs.prompt))
@@ -63,9 +63,9 @@ print("synthesis prompt:", repr(config.svs.prompt))
 # %% [markdown]
 # ## The policy: a warm start on both formats
 #
-# A 0-step run of `configs/svs_tiny.py` is just its supervised warm start: three
-# quarters of each batch teach `Problem: <p>\nSolution: ` -> the worked solution,
-# one quarter `Write the problem of: <solution>` -> a ```text block with the problem.
+# A 0-step run of `configs/svs_tiny.py` is just its supervised warm start: half
+# of each batch teaches `Problem: <p>\nSolution: ` -> the worked solution, the
+# other half `Write the problem of: <solution>` -> a ```text block with the problem.
 
 # %%
 workdir = tempfile.mkdtemp(prefix="svs_colab_")

@@ -6,12 +6,16 @@
 
 The CPU analogue of SvS on math: arith problems (`7+5-3`, tasks/arith.py) share their
 answers, so a problem the policy writes from a worked solution can be graded against the
-original answer. The warm start teaches both formats: a quarter of each batch is
+original answer. The warm start (800 steps) teaches both formats: half of each batch is
 `Write the problem of: <solution>` -> a ```text block with the problem, the rest
 `Problem: <p>\\nSolution: ` -> the worked solution. Then RL with the SvS paper's loss settings
 (GRPO, clip-higher 0.2 / 0.28, token-mean, dynamic sampling, no KL, no entropy bonus) at the
 tiny policy's learning rate, 8 problems x 8 rollouts a step, 8 syntheses a context and at most
 8 contexts a step. `algorithm=rlvr` is the same run without synthesis (the baseline).
+Measured on 4-operand problems (experiments/svs_tiny, 256 test problems x 32 samples): 300
+warm-start steps with a quarter of synthesis rows give pass@1 14.4 %, pass@32 87.5 %, but
+problems written from a solution are the original in 0 % of samples (same answer 7 %, chance);
+800 steps with half give 97 % exact inversions.
 """
 
 import ml_collections
@@ -24,7 +28,7 @@ PROMPT = "Write the problem of: {solution}\n"
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = parse_arg(arg, algorithm="svs", estimator="grpo", k=4, seed=0, steps=30,
-                warmstart_steps=300, warmstart_dir="", max_contexts=8, operands="4",
+                warmstart_steps=800, warmstart_dir="", max_contexts=8, operands="4",
                 runlocal=False)
   c = base_config()
   c.seed = a.seed
@@ -43,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.svs.update(num_syntheses=8, max_contexts=a.max_contexts, prompt=PROMPT,
                max_synthesis_prompt_len=64)
   c.warmstart.update(steps=a.warmstart_steps, batch_size=32, log_every=25,
-                     load_dir=a.warmstart_dir, synthesis_frac=0.25)
+                     load_dir=a.warmstart_dir, synthesis_frac=0.5)
   c.eval.update(every=10, num_samples=32, batch_prompts=32)
   c.checkpoint.update(every=10, keep=2)
   if a.runlocal:

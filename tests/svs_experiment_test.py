@@ -18,18 +18,30 @@ def _load_run():
   return mod
 
 
-def test_interval_and_tests_by_hand():
+def test_summary_statistics_by_hand(tmp_path):
   run = _load_run()
-  m, s, lo, hi = run.interval(np.array([1.0, 2.0, 3.0]))
-  # mean 2, sample std 1; with 2 dof the t CDF is 1/2 + t / (2 sqrt(t^2 + 2)), so its 0.975
-  # quantile solves t / sqrt(t^2 + 2) = 0.95: t = 0.95 sqrt(2 / (1 - 0.95^2)) = 4.302653.
-  assert (m, s) == (2.0, 1.0)
-  assert lo == pytest.approx(2 - 4.302653 / 3 ** 0.5, rel=1e-6)
-  assert hi == pytest.approx(2 + 4.302653 / 3 ** 0.5, rel=1e-6)
-  # Paired differences 1, 1, 2 (mean 4/3, sd 1/sqrt(3)): t = 4 at 2 dof, two-sided
-  # p = 1 - 4 / sqrt(18) = 0.05719.
-  d, _, paired = run.tests(np.array([2.0, 3.0, 5.0]), np.array([1.0, 2.0, 3.0]))
-  assert d == pytest.approx(4 / 3) and paired == pytest.approx(0.05719, abs=2e-5)
+  # pass@1 of svs 0.02, 0.03, 0.05 and rlvr 0.01, 0.02, 0.03 at step 4, seeds 0..2.
+  ev = [{"algorithm": "warmstart", "seed": 0, "step": 0, "pass@1": 0.1, "pass@2": 0.2}]
+  tr = []
+  for alg, vals in (("svs", (0.02, 0.03, 0.05)), ("rlvr", (0.01, 0.02, 0.03))):
+    for seed, v in enumerate(vals):
+      ev.append({"algorithm": alg, "seed": seed, "step": 4, "pass@1": v, "pass@2": 2 * v})
+      for step in range(1, 5):
+        tr.append({"algorithm": alg, "seed": seed, "step": step, "entropy_rollouts": v,
+                   "reward_mean": v, "updates": 2.0 if alg == "rlvr" else 5.0})
+  run.write_csv(ev, str(tmp_path / "results.csv"))
+  run.write_csv(tr, str(tmp_path / "train.csv"))
+  table = run.main([f"--outdir={tmp_path}", "--summarize_only", "--steps=4", "--eval_samples=2",
+                    "--cache_dir="])
+  # rlvr pass@1: mean 2 %, sample std 1 %; with 2 dof the t CDF is 1/2 + t / (2 sqrt(t^2 + 2)),
+  # so its 0.975 quantile is t = 0.95 sqrt(2 / (1 - 0.95^2)) = 4.3027: 2 ± 4.3027 / sqrt(3).
+  assert "| rlvr (step 4) | 3 | 2.0 ± 1.0 [-0.5, 4.5] |" in table
+  # Paired differences 1, 1, 2 points (mean 4/3, sd 1/sqrt(3)): t = 4 at 2 dof, two-sided
+  # p = 1 - 4 / sqrt(18) = 0.0572.
+  line = next(x for x in table.splitlines() if x.startswith("| pass@1 at step 4"))
+  assert line.split("|")[-2].strip() == "0.057"
+  assert "svs 5.0, rlvr 2.0" in table
+  assert os.path.getsize(tmp_path / "curves.png") > 10_000
 
 
 def test_smoke_runs_both_arms_from_one_warm_start(tmp_path):

@@ -116,27 +116,19 @@ def write_csv(rows: Sequence[dict], path: str) -> None:
       w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def interval(x: np.ndarray) -> tuple[float, float, float, float]:
-  """(mean, sample std, 95 % t-interval low, high) over seeds."""
-  from scipy import stats
-  m = float(x.mean())
-  if len(x) < 2:
-    return m, float("nan"), float("nan"), float("nan")
-  s = float(x.std(ddof=1))
-  half = float(stats.t.ppf(0.975, len(x) - 1) * s / np.sqrt(len(x)))
-  return m, s, m - half, m + half
-
-
-def tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-  """(mean(a) - mean(b), Welch p, paired p); paired by seed (the arms share the warm start
-  and the seeds pair their data streams)."""
-  from scipy import stats
-  d = float(a.mean() - b.mean())
-  if len(a) < 2 or len(b) < 2:
-    return d, float("nan"), float("nan")
-  welch = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-  paired = float(stats.ttest_rel(a, b).pvalue) if len(a) == len(b) else float("nan")
-  return d, welch, paired
+def read_csv(path: str) -> list[dict]:
+  """Rows written by `write_csv`, numbers as floats (seed and step as ints)."""
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  out = []
+  for r in rows:
+    row = {}
+    for k, v in r.items():
+      if v in ("", None):
+        continue
+      row[k] = v if k == "algorithm" else (int(v) if k in ("seed", "step") else float(v))
+    out.append(row)
+  return out
 
 
 def final(rows: Sequence[dict], algorithm: str, key: str, step: int) -> np.ndarray:
@@ -154,6 +146,10 @@ def late_mean(rows: Sequence[dict], algorithm: str, key: str, from_step: int) ->
 
 
 def summary(ev: Sequence[dict], tr: Sequence[dict], args: argparse.Namespace) -> str:
+  """Markdown: the final step's pass@k per arm (mean ± sample std [95 % t interval] over
+  seeds, `sweep.seed_stats`), then SvS - RLVR with its 95 % interval and p, Welch's and
+  paired by seed (`sweep.compare`), for pass@k and the late-training entropy and reward."""
+  from rlvr_jax import sweep
   ks = [k for k in KS if k <= args.eval_samples]
   pct = lambda v: f"{100 * v:.1f}"
   lines = ["| policy | seeds | " + " | ".join(f"pass@{k}" for k in ks) + " |",
@@ -165,22 +161,26 @@ def summary(ev: Sequence[dict], tr: Sequence[dict], args: argparse.Namespace) ->
   for alg in args.algorithms:
     cells = []
     for k in ks:
-      m, s, lo, hi = interval(final(ev, alg, f"pass@{k}", args.steps))
+      m, s, lo, hi = sweep.seed_stats(list(final(ev, alg, f"pass@{k}", args.steps)))
       cells.append(f"{pct(m)} ± {pct(s)} [{pct(lo)}, {pct(hi)}]")
     lines.append(f"| {alg} (step {args.steps}) | {len(final(ev, alg, 'pass@1', args.steps))} | "
                  + " | ".join(cells) + " |")
   lines += ["", "mean ± sample std [95 % t interval] over seeds, in %.", ""]
-  if set(ALGORITHMS) <= set(args.algorithms):
-    lines += ["| svs - rlvr | difference | Welch p | paired p |", "|---|---|---|---|"]
-    for k in ks:
-      d, pw, pp = tests(final(ev, "svs", f"pass@{k}", args.steps),
-                        final(ev, "rlvr", f"pass@{k}", args.steps))
-      lines.append(f"| pass@{k} at step {args.steps} | {100 * d:+.1f} | {pw:.3f} | {pp:.3f} |")
+  if set(ALGORITHMS) <= set(args.algorithms) and len(args.seeds) > 1:
+    lines += ["| svs - rlvr | difference [95 % CI], Welch | p | paired by seed [95 % CI] | p |",
+              "|---|---|---|---|---|"]
     late = args.steps // 2 + 1
-    for key in ("entropy_rollouts", "reward_mean"):
-      d, pw, pp = tests(late_mean(tr, "svs", key, late), late_mean(tr, "rlvr", key, late))
-      lines.append(f"| {key}, mean of steps {late}-{args.steps} | {d:+.4f} | {pw:.3f} | "
-                   f"{pp:.3f} |")
+    rows = [(f"pass@{k} at step {args.steps} (points)", 100.0,
+             final(ev, "svs", f"pass@{k}", args.steps), final(ev, "rlvr", f"pass@{k}", args.steps))
+            for k in ks]
+    rows += [(f"{key}, mean of steps {late}-{args.steps}", 1.0, late_mean(tr, "svs", key, late),
+              late_mean(tr, "rlvr", key, late)) for key in ("entropy_rollouts", "reward_mean")]
+    for name, scale, a, b in rows:
+      cells = []
+      for paired in (False, True):
+        d, lo, hi, p = sweep.compare(a, b, paired=paired)
+        cells += [f"{scale * d:+.3g} [{scale * lo:+.3g}, {scale * hi:+.3g}]", f"{p:.3f}"]
+      lines.append(f"| {name} | " + " | ".join(cells) + " |")
     upd = {a: late_mean(tr, a, "updates", 1) for a in ALGORITHMS}
     lines += ["", f"Optimizer updates a step (mean): svs {upd['svs'].mean():.1f}, "
               f"rlvr {upd['rlvr'].mean():.1f}."]
@@ -246,6 +246,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--warmstart_dir", default="",
                  help="existing warm-start params (orbax dir) instead of a fresh warm start")
   p.add_argument("--smoke", action="store_true", help="runlocal shapes (tests)")
+  p.add_argument("--summarize_only", action="store_true",
+                 help="rewrite summary.md and curves.png from results.csv and train.csv")
   p.add_argument("--no_progress", dest="progress", action="store_false")
   p.add_argument("--cache_dir", default=os.path.expanduser("~/.cache/rlvr_jax_xla"),
                  help="persistent XLA compilation cache shared by the runs ('' = off)")
@@ -270,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> str:
   from absl import logging
   logging.set_verbosity(logging.WARNING)
   os.makedirs(args.outdir, exist_ok=True)
+  if args.summarize_only:
+    ev = read_csv(os.path.join(args.outdir, "results.csv"))
+    tr = read_csv(os.path.join(args.outdir, "train.csv"))
+    return write_summary(ev, tr, args, None)
   t0 = time.time()
   ws_dir = warm_start(args)
   ks = [k for k in KS if k <= args.eval_samples]
@@ -286,10 +292,15 @@ def main(argv: Sequence[str] | None = None) -> str:
     tr += train_rows(records(r.workdir, "train"), alg, seed)
   write_csv(ev, os.path.join(args.outdir, "results.csv"))
   write_csv(tr, os.path.join(args.outdir, "train.csv"))
+  return write_summary(ev, tr, args, (time.time() - t0) / 60)
+
+
+def write_summary(ev: Sequence[dict], tr: Sequence[dict], args: argparse.Namespace,
+                  minutes: float | None) -> str:
   table = summary(ev, tr, args)
+  took = "" if minutes is None else f" total time {minutes:.1f} min"
   with open(os.path.join(args.outdir, "summary.md"), "w", encoding="utf-8") as f:
-    f.write(f"steps={args.steps} seeds={args.seeds} total time "
-            f"{(time.time() - t0) / 60:.1f} min\n\n{table}\n")
+    f.write(f"steps={args.steps} seeds={args.seeds}{took}\n\n{table}\n")
   plot(ev, tr, args, os.path.join(args.outdir, "curves.png"))
   print(table, flush=True)
   return table
