@@ -208,6 +208,34 @@ def _records(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def phase_records(workdir: str, phase: str) -> list[dict]:
+  """A run's metrics.jsonl records of one phase ('train', 'eval', 'warmstart')."""
+  return [r for r in _records(workdir) if r["phase"] == phase]
+
+
+# Columns of an experiment's rows that hold text or integers; every other one is a float.
+TEXT_COLUMNS = ("algorithm", "arm", "estimator", "set")
+INT_COLUMNS = ("seed", "step")
+
+
+def write_rows(rows: Sequence[dict], path: str, digits: int = 5) -> None:
+  """An experiment's rows as CSV: the union of their keys, floats to `digits` decimals."""
+  fields = list(dict.fromkeys(k for r in rows for k in r))
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    w = csv.DictWriter(f, fieldnames=fields)
+    w.writeheader()
+    for r in rows:
+      w.writerow({k: (f"{v:.{digits}f}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def read_rows(path: str) -> list[dict]:
+  """`write_rows`'s rows back: TEXT_COLUMNS as text, INT_COLUMNS as ints, the rest floats;
+  an empty cell (a key the row did not have) is left out."""
+  with open(path, newline="", encoding="utf-8") as f:
+    return [{k: (v if k in TEXT_COLUMNS else int(v) if k in INT_COLUMNS else float(v))
+             for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)]
+
+
 def _mark_done(run: Run, seconds: float) -> None:
   with open(os.path.join(run.workdir, DONE_FILE), "w", encoding="utf-8") as f:
     json.dump({"values": run.values, "seconds": seconds}, f)

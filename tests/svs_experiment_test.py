@@ -29,8 +29,9 @@ def test_summary_statistics_by_hand(tmp_path):
       for step in range(1, 5):
         tr.append({"algorithm": alg, "seed": seed, "step": step, "entropy_rollouts": v,
                    "reward_mean": v, "updates": 2.0 if alg == "rlvr" else 5.0})
-  run.write_csv(ev, str(tmp_path / "results.csv"))
-  run.write_csv(tr, str(tmp_path / "train.csv"))
+  from rlvr_jax import sweep
+  sweep.write_rows(ev, str(tmp_path / "results.csv"))
+  sweep.write_rows(tr, str(tmp_path / "train.csv"))
   table = run.main([f"--outdir={tmp_path}", "--summarize_only", "--steps=4", "--eval_samples=2",
                     "--cache_dir="])
   # rlvr pass@1: mean 2 %, sample std 1 %; with 2 dof the t CDF is 1/2 + t / (2 sqrt(t^2 + 2)),

@@ -26,7 +26,6 @@ warm start's value), the sweep's own `summary.md` / `comparisons.csv` tables as
 """
 
 import argparse
-import csv
 import dataclasses
 import importlib.util
 import math
@@ -104,21 +103,6 @@ def result_row(arm: str, seed: int, record: dict) -> dict:
   row = {"arm": arm, "seed": seed, **{f"pass@{k}": float(record[f"pass@{k}"]) for k in ks}}
   row["pass@avg"] = float(np.mean([record[f"pass@{k}"] for k in ks]))
   return row
-
-
-def write_csv(rows: Sequence[dict], path: str) -> None:
-  fields = list(dict.fromkeys(k for r in rows for k in r))
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    w = csv.DictWriter(f, fieldnames=fields)
-    w.writeheader()
-    for r in rows:
-      w.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in r.items()})
-
-
-def read_csv(path: str) -> list[dict]:
-  with open(path, newline="", encoding="utf-8") as f:
-    return [{k: (v if k == "arm" else int(v) if k == "seed" else float(v))
-             for k, v in r.items()} for r in csv.DictReader(f)]
 
 
 def summary_tables(rows: Sequence[dict], baseline: str = "grpo",
@@ -240,8 +224,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> str:
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  from rlvr_jax import sweep
   if args.summarize_only:
-    rows = read_csv(os.path.join(args.outdir, "results.csv"))
+    rows = sweep.read_rows(os.path.join(args.outdir, "results.csv"))
     with open(os.path.join(args.outdir, "summary.md"), encoding="utf-8") as f:
       header = f.readline().rstrip("\n")
     return write_summary(rows, args.outdir, header)
@@ -251,7 +236,6 @@ def main(argv: Sequence[str] | None = None) -> str:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
   from absl import logging
   logging.set_verbosity(logging.WARNING)
-  from rlvr_jax import sweep
   from rlvr_jax.rl import logger
   os.makedirs(args.outdir, exist_ok=True)
   t0 = time.time()
@@ -266,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                          if r["phase"] == "eval"][-1]
   rows = [result_row("warmstart", 0, last_eval(ws_workdir))]
   rows += [result_row(r.values["arm"], int(r.values["seed"]), last_eval(r.workdir)) for r in runs]
-  write_csv(rows, os.path.join(args.outdir, "results.csv"))
+  sweep.write_rows(rows, os.path.join(args.outdir, "results.csv"))
   sweep_table = sweep.summarize(runs, args.outdir, baseline="arm=grpo" if
                                 "grpo" in args.arms and len(args.seeds) > 1 else "")
   os.replace(os.path.join(args.outdir, "summary.md"), os.path.join(args.outdir, "sweep_summary.md"))

@@ -16,9 +16,7 @@ SvS minus RLVR with Welch's test; paired by seed too, as both arms share the war
 """
 
 import argparse
-import csv
 import importlib.util
-import json
 import os
 import sys
 import time
@@ -57,21 +55,14 @@ def _set(c, key: str, value) -> None:
   node[leaf] = value
 
 
-def records(workdir: str, phase: str) -> list[dict]:
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return []
-  with open(path, encoding="utf-8") as f:
-    return [r for r in map(json.loads, filter(str.strip, f)) if r["phase"] == phase]
-
-
 def warm_start(args: argparse.Namespace) -> str:
   """The shared starting policy (a fresh warm start, or `--warmstart_dir`), evaluated once as
   a 0-step RL run: the step-0 point of every curve."""
+  from rlvr_jax import sweep
   from rlvr_jax.rl import train
   workdir = os.path.join(args.outdir, "warmstart")
   params_dir = args.warmstart_dir or os.path.join(workdir, "warmstart")
-  if not records(workdir, "eval"):
+  if not sweep.phase_records(workdir, "eval"):
     c = svs_config("steps=0,runlocal=True" if args.smoke else "steps=0")
     c.warmstart.load_dir = args.warmstart_dir
     c.eval.update(at_start=True, num_samples=args.eval_samples)
@@ -105,30 +96,6 @@ def eval_rows(recs: Sequence[dict], algorithm: str, seed: int, ks: Sequence[int]
 def train_rows(recs: Sequence[dict], algorithm: str, seed: int) -> list[dict]:
   return [{"algorithm": algorithm, "seed": seed, "step": int(r["step"]),
            **{k: float(r[k]) for k in TRAIN_KEYS if k in r}} for r in recs]
-
-
-def write_csv(rows: Sequence[dict], path: str) -> None:
-  fields = list(dict.fromkeys(k for r in rows for k in r))
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    w = csv.DictWriter(f, fieldnames=fields)
-    w.writeheader()
-    for r in rows:
-      w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
-
-
-def read_csv(path: str) -> list[dict]:
-  """Rows written by `write_csv`, numbers as floats (seed and step as ints)."""
-  with open(path, newline="", encoding="utf-8") as f:
-    rows = list(csv.DictReader(f))
-  out = []
-  for r in rows:
-    row = {}
-    for k, v in r.items():
-      if v in ("", None):
-        continue
-      row[k] = v if k == "algorithm" else (int(v) if k in ("seed", "step") else float(v))
-    out.append(row)
-  return out
 
 
 def final(rows: Sequence[dict], algorithm: str, key: str, step: int) -> np.ndarray:
@@ -273,25 +240,27 @@ def main(argv: Sequence[str] | None = None) -> str:
   logging.set_verbosity(logging.WARNING)
   os.makedirs(args.outdir, exist_ok=True)
   if args.summarize_only:
-    ev = read_csv(os.path.join(args.outdir, "results.csv"))
-    tr = read_csv(os.path.join(args.outdir, "train.csv"))
+    from rlvr_jax import sweep
+    ev = sweep.read_rows(os.path.join(args.outdir, "results.csv"))
+    tr = sweep.read_rows(os.path.join(args.outdir, "train.csv"))
     return write_summary(ev, tr, args, None)
   t0 = time.time()
   ws_dir = warm_start(args)
   ks = [k for k in KS if k <= args.eval_samples]
-  ev = eval_rows(records(os.path.join(args.outdir, "warmstart"), "eval")[-1:], "warmstart", 0, ks)
+  from rlvr_jax import sweep
+  ev = eval_rows(sweep.phase_records(os.path.join(args.outdir, "warmstart"), "eval")[-1:],
+                 "warmstart", 0, ks)
   print(f"[svs_exp] warm start ready in {time.time() - t0:.0f}s: "
         + " ".join(f"pass@{k}={ev[-1][f'pass@{k}']:.3f}" for k in ks), flush=True)
-  from rlvr_jax import sweep
   runs = sweep_runs(args, ws_dir)
   sweep.execute(runs, parallel=args.parallel, cache_dir=args.cache_dir, progress=args.progress)
   tr = []
   for r in runs:
     alg, seed = r.values["algorithm"], int(r.values["seed"])
-    ev += eval_rows(records(r.workdir, "eval"), alg, seed, ks)
-    tr += train_rows(records(r.workdir, "train"), alg, seed)
-  write_csv(ev, os.path.join(args.outdir, "results.csv"))
-  write_csv(tr, os.path.join(args.outdir, "train.csv"))
+    ev += eval_rows(sweep.phase_records(r.workdir, "eval"), alg, seed, ks)
+    tr += train_rows(sweep.phase_records(r.workdir, "train"), alg, seed)
+  sweep.write_rows(ev, os.path.join(args.outdir, "results.csv"))
+  sweep.write_rows(tr, os.path.join(args.outdir, "train.csv"))
   return write_summary(ev, tr, args, (time.time() - t0) / 60)
 
 
