@@ -148,6 +148,14 @@ def summary(ev: Sequence[dict], tr: Sequence[dict], args: argparse.Namespace) ->
         d, lo, hi, p = sweep.compare(a, b, paired=paired)
         cells += [f"{scale * d:+.3g} [{scale * lo:+.3g}, {scale * hi:+.3g}]", f"{p:.3f}"]
       lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  if "svs" in args.algorithms:
+    lines += ["", "SvS synthesis statistics, each seed's mean over all steps, then mean ± sample "
+              "std over seeds:", "", "| statistic | value |", "|---|---|"]
+    for key in TRAIN_KEYS:
+      if key.startswith("svs/") and any(key in r for r in tr):
+        m, sd, _, _ = sweep.seed_stats(list(late_mean(tr, "svs", key, 1)))
+        lines.append(f"| {key[4:]} | {m:.3g} ± {sd:.2g} |")
+  if set(ALGORITHMS) <= set(args.algorithms):
     upd = {a: late_mean(tr, a, "updates", 1) for a in ALGORITHMS}
     lines += ["", f"Optimizer updates a step (mean): svs {upd['svs'].mean():.1f}, "
               f"rlvr {upd['rlvr'].mean():.1f}."]
