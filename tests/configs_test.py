@@ -1,10 +1,12 @@
 """configs/maze_qwen2_5_7b.py: the paper's settings build, validate, and the 7B train step
 compiles for an FSDP mesh of the 8 fake CPU devices, from abstract shapes only (no weights)."""
 
+import re
 import runpy
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -180,3 +182,56 @@ def test_math_qwen_config_has_the_svs_code_settings_and_validates():
       "loss.kl_coef": 0.0, "loss.entropy_coef": 0.0, "model.remat": "full"}
   for devices in (1, 8, 32):
     train.validate(c, devices)
+
+
+SVS_QWEN = "configs/svs_math_qwen2_5_7b.py"
+
+
+@pytest.mark.parametrize("path", ["configs/svs_tiny.py", "configs/svs_math_smollm2.py", SVS_QWEN])
+def test_svs_configs_hold_the_svs_paper_settings_and_validate(path):
+  get_config = runpy.run_path(path)["get_config"]
+  ckpt = "ckpt=/c" if path == SVS_QWEN else ""
+  c = get_config(ckpt)
+  flat = _flat(c.to_dict())
+  # PAPERS.md section 4: 8 rollouts, 8 syntheses a context, contexts at accuracy [1/8, 1/2],
+  # reward at solve accuracy [1/8, 5/8], GRPO, clip-higher 0.2 / 0.28, token-mean, dynamic
+  # sampling, temperature 1, no KL, no entropy bonus; the leak check (ours) on.
+  assert {k: flat[k] for k in (
+      "algorithm", "rl.num_samples", "svs.num_syntheses", "svs.acc_low", "svs.acc_high",
+      "svs.reward_low", "svs.reward_high", "svs.leak_check", "advantage.name", "loss.eps_low",
+      "loss.eps_high", "loss.agg", "rl.dynamic_sampling", "rl.temperature", "loss.kl_coef",
+      "loss.entropy_coef")} == {
+      "algorithm": "svs", "rl.num_samples": 8, "svs.num_syntheses": 8, "svs.acc_low": 0.125,
+      "svs.acc_high": 0.5, "svs.reward_low": 0.125, "svs.reward_high": 0.625,
+      "svs.leak_check": True, "advantage.name": "grpo", "loss.eps_low": 0.2,
+      "loss.eps_high": 0.28, "loss.agg": "token-mean", "rl.dynamic_sampling": True,
+      "rl.temperature": 1.0, "loss.kl_coef": 0.0, "loss.entropy_coef": 0.0}
+  for devices in (1, 8):
+    train.validate(c, devices)
+  if path == SVS_QWEN:  # the public scripts' lengths and the SvS code's dual clip, lr 1e-6
+    assert (c.rl.max_prompt_len, c.rl.max_new_tokens, c.svs.max_synthesis_prompt_len) == (
+        4096, 8192, 4096)
+    assert (c.loss.dual_clip, c.optimizer.lr) == (3.0, 1e-6)
+    train.validate(c, 32)
+  else:
+    local = get_config("runlocal")
+    assert local.algorithm == "svs" and local.rl.steps <= 2
+    train.validate(local, 1)
+  assert get_config(ckpt + ("," if ckpt else "") + "estimator=passk_analytical,k=4"
+                    ).advantage.k == 4
+
+
+def test_svs_validation_names_the_bad_setting():
+  c = runpy.run_path("configs/svs_tiny.py")["get_config"]("")
+  for field, value, match in (("acc_low", 0.6, "svs.acc_low=0.6"),
+                              ("reward_high", 1.5, "svs.reward_high=1.5"),
+                              ("max_contexts", 0, "svs.max_contexts=0"),
+                              ("prompt", "no field", "{solution}")):
+    bad = c.copy_and_resolve_references()
+    bad.svs[field] = value
+    with pytest.raises(ValueError, match=re.escape(match)):
+      train.validate(bad, 1)
+  bad = c.copy_and_resolve_references()
+  bad.advantage = ml_collections.ConfigDict({"name": "passk_analytical", "k": 16})
+  with pytest.raises(ValueError, match="k=16 cannot score synthesis groups"):
+    train.validate(bad, 1)

@@ -84,6 +84,7 @@ def sweep_runs(args: argparse.Namespace, warmstart_dir: str) -> list:
            "checkpoint.keep": 1}
   if args.smoke:
     fixed.update(runlocal=True, **SMOKE)
+  fixed.update(dict(kv.split("=", 1) for kv in args.set))
   grid = [("algorithm", list(args.algorithms)), ("seed", [str(s) for s in args.seeds])]
   return sweep.plan(CONFIG, args.outdir, grid, [(k, [str(v)]) for k, v in fixed.items()])
 
@@ -220,6 +221,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   p.add_argument("--parallel", type=int, default=2, help="runs at once")
   p.add_argument("--warmstart_dir", default="",
                  help="existing warm-start params (orbax dir) instead of a fresh warm start")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="a config field or argument for every run (repeatable), e.g. "
+                      "rl.mini_batch_prompts=24")
   p.add_argument("--smoke", action="store_true", help="runlocal shapes (tests)")
   p.add_argument("--summarize_only", action="store_true",
                  help="rewrite summary.md and curves.png from results.csv and train.csv")

@@ -41,7 +41,9 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
   rl = config.rl
   if config.algorithm not in BATCH_FNS:
     raise ValueError(f"unknown algorithm {config.algorithm!r}; known: {sorted(BATCH_FNS)}")
-  if rl.batch_prompts % rl.mini_batch_prompts:
+  # SvS packs its kept groups into mini-batches of mini_batch_prompts * num_samples rows,
+  # however many that makes; RLVR splits the batch's problems.
+  if config.algorithm != "svs" and rl.batch_prompts % rl.mini_batch_prompts:
     raise ValueError(f"rl.batch_prompts={rl.batch_prompts} is not a multiple of "
                      f"rl.mini_batch_prompts={rl.mini_batch_prompts}")
   rows = rl.mini_batch_prompts * rl.num_samples
