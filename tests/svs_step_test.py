@@ -149,8 +149,11 @@ def test_svs_runs_end_to_end_and_on_8_devices_gives_the_same_rewards_and_loss(tm
   for k in ("reward_mean", "svs/contexts", "svs/syntheses", "svs/synthesis_reward_mean",
             "svs/solve_acc_mean", "num_tokens", "updates"):
     assert one[k] == eight[k], k
-  for k in ("loss", "grad_norm", "entropy_rollouts"):
+  for k in ("grad_norm", "entropy_rollouts"):
     np.testing.assert_allclose(one[k], eight[k], rtol=1e-5, err_msg=k)
+  # The loss is a mean of O(1) terms that nearly cancel (group advantages sum to 0): ~7e-4
+  # here, so its float32 rounding over 8 shards is absolute (2e-8 measured), not relative.
+  np.testing.assert_allclose(one["loss"], eight["loss"], rtol=1e-5, atol=1e-7)
 
 
 def test_a_step_without_contexts_still_updates_on_its_original_groups(tmp_path, monkeypatch,
