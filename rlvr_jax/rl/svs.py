@@ -247,14 +247,14 @@ def make_batch(params: Any, key: jax.Array, spec: batch_lib.BatchSpec,
     t1 = time.perf_counter()
     solve = spec.generate(params, solve_examples, k_solve)
     t_solve = time.perf_counter() - t1
-    solve_valid_QxN = batch_lib.rollout_validity(solve, spec.mask_truncated) & ok_Q[:, None]
-    reward_Q, acc_Q = synthesis_rewards(solve.rewards_BxN, solve_valid_QxN, ok_Q,
+    usable_QxN = batch_lib.rollout_validity(solve, spec.mask_truncated) & ok_Q[:, None]
+    reward_Q, acc_Q = synthesis_rewards(solve.rewards_BxN, usable_QxN, ok_Q,
                                         sv.reward_low, sv.reward_high)
     syn.rewards_BxN = reward_Q.reshape(c_pad, v)
     syn_keep_C = real_C & (syn.rewards_BxN > 0).any(-1)
     syn_valid_CxV = np.repeat(syn_keep_C[:, None], v, 1)
-    solve_keep_Q = ok_Q & batch_lib.varied_groups(solve, solve_valid_QxN)
-    solve_valid_QxN &= solve_keep_Q[:, None]
+    solve_keep_Q = ok_Q & batch_lib.varied_groups(solve, usable_QxN)
+    solve_valid_QxN = usable_QxN & solve_keep_Q[:, None]
     for k, (part, valid) in enumerate(((syn, syn_valid_CxV), (solve, solve_valid_QxN)), 1):
       adv, part_info = batch_lib.estimate(estimator, part, valid, jax.random.fold_in(k_adv, k),
                                           name)
@@ -262,13 +262,12 @@ def make_batch(params: Any, key: jax.Array, spec: batch_lib.BatchSpec,
                                       keep_sampling_logp=spec.keep_sampling_logp))
       keep.append(np.asarray(part_info["loss_mask_BxN"]).any(-1))
       sizes.append(part.rewards_BxN.shape)
-    real_solve_QxN = batch_lib.rollout_validity(solve, spec.mask_truncated) & ok_Q[:, None]
     stats.update(
         syntheses=float(real_Q.sum()), extracted=float(extracted_Q.sum()),
         fits=float(fits_Q.sum()), leaked=float(leaked_Q.sum()), usable=float(ok_Q.sum()),
         positive=float(reward_Q[real_Q].sum()), solve_acc_sum=float(acc_Q[ok_Q].sum()),
-        solve_correct=float(((solve.rewards_BxN >= 1) & real_solve_QxN).sum()),
-        solve_rollouts=float(real_solve_QxN.sum()),
+        solve_correct=float(((solve.rewards_BxN >= 1) & usable_QxN).sum()),
+        solve_rollouts=float(usable_QxN.sum()),
         synthesis_groups=float(syn_keep_C.sum()), solve_groups=float(solve_keep_Q.sum()),
         synthesis_tokens=float(syn.mask_RxT[np.repeat(real_C, v)].sum()),
         solve_tokens=float(solve.mask_RxT[np.repeat(real_Q, n)].sum()),
