@@ -27,7 +27,7 @@
 #
 # Sections 1-3 are simulated from chosen success rates (no training), so they run on
 # CPU in seconds; a run's real curves come from its workdir (`rlvr_jax.plot`), the
-# experiment's from experiments/boundary_tiny/run.py, whose results section 4 reads.
+# experiment's from experiments/boundary_tiny/run.py, whose plot section 4 shows.
 
 # %%
 # In Colab: !pip install -q "git+<rlvr_jax repository URL>"
@@ -157,29 +157,17 @@ print(f"{len(h)} problems seen; posterior mean success rate of the first five: "
 # %% [markdown]
 # ## 4. The experiment's curves (measured, not simulated)
 #
-# `experiments/boundary_tiny/results/results.csv` holds the final pass@k of every run of
-# the tiny-maze experiment (7 arms x 3 seeds, 16 RL steps from one warm start; its README
-# states the claims and their tests). Each arm's mean over seeds against the warm start.
-# The file comes with a checkout of the repository, not with a pip install.
+# `experiments/boundary_tiny/results/curves.png`, drawn by the experiment's runner from
+# its `results.csv`: the final pass@k of each arm (7 arms x 3 seeds, 16 RL steps from one
+# warm start), the mean over seeds with the min..max band, the warm start dashed; its
+# README states the claims and their tests. The file comes with a checkout of the
+# repository, not with a pip install.
 
 # %%
-from rlvr_jax import sweep
+from IPython.display import Image, display
 
-results_csv = os.path.join(root, "experiments", "boundary_tiny", "results", "results.csv")
-if not os.path.exists(results_csv):
-  raise FileNotFoundError(f"{results_csv} not found: clone the repository to read the "
+curves_png = os.path.join(root, "experiments", "boundary_tiny", "results", "curves.png")
+if not os.path.exists(curves_png):
+  raise FileNotFoundError(f"{curves_png} not found: clone the repository to read the "
                           "experiment's results, or run experiments/boundary_tiny/run.py")
-rows = sweep.read_rows(results_csv)
-ks = sorted(int(c[5:]) for c in rows[0] if c.startswith("pass@") and c[5:].isdigit())
-fig, ax = plt.subplots(figsize=(7, 4))
-for arm in dict.fromkeys(r["arm"] for r in rows):
-  v = np.array([[r[f"pass@{k}"] for k in ks] for r in rows if r["arm"] == arm])
-  style = dict(color="black", linestyle="--") if arm == "warmstart" else {}
-  ax.plot(ks, 100 * v.mean(0), marker=".", label=f"{arm} ({len(v)})", **style)
-ax.set_xscale("log", base=2)
-ax.set(xlabel="k", ylabel="pass@k (%), mean over test sizes",
-       title="tiny mazes: each arm's mean over seeds")
-ax.grid(alpha=0.3)
-ax.legend(fontsize=7)
-fig.tight_layout()
-plt.show()
+display(Image(filename=curves_png))
