@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots")
+ATTENTION_IMPLS = ("einsum", "dot_product", "chunked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,12 @@ class ModelConfig:
   param_dtype: str = "float32"
   dtype: str = "float32"  # compute dtype of activations and matmuls
   remat: str = "none"  # rematerialization of each layer: none | full | dots
+  # Attention without a cache (training, prefill), `layers.ATTENTION`: einsum (scores
+  # [T, S] materialized), dot_product (jax.nn.dot_product_attention: cuDNN flash attention on
+  # GPU, XLA elsewhere) or chunked (query blocks of `attention_chunk`, rematerialized: memory
+  # [chunk, S] a head in forward and backward).
+  attention: str = "einsum"
+  attention_chunk: int = 512
   bos_id: int | None = None
   eos_ids: tuple[int, ...] = ()
   pad_id: int = 0
@@ -60,6 +67,11 @@ class ModelConfig:
                          f"expected one of {sorted(_DTYPES)}")
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"ModelConfig.remat={self.remat!r}; expected one of {REMAT_POLICIES}")
+    if self.attention not in ATTENTION_IMPLS:
+      raise ValueError(f"ModelConfig.attention={self.attention!r}; expected one of "
+                       f"{ATTENTION_IMPLS}")
+    if self.attention_chunk <= 0:
+      raise ValueError(f"ModelConfig.attention_chunk must be positive, got {self.attention_chunk}")
     if not 0 <= self.pad_id < self.vocab_size:
       raise ValueError(f"pad_id={self.pad_id} outside vocabulary of {self.vocab_size}")
     if not isinstance(self.eos_ids, tuple):

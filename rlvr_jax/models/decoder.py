@@ -161,7 +161,8 @@ def forward_hidden(params: Params, cfg: ModelConfig, tokens_BxT: jax.Array,
     allowed = causal_TxT[None] & mask_BxT[:, None, :]
 
     def step(x, p):
-      attend = lambda q, k, v: (layers.attention(q, k, v, allowed), None)
+      attend = lambda q, k, v: (layers.attention(q, k, v, allowed, cfg.attention,
+                                                 cfg.attention_chunk), None)
       x, _ = layer(cfg, x, p, cos, sin, attend)
       return x, None
 
@@ -185,7 +186,8 @@ def forward_hidden(params: Params, cfg: ModelConfig, tokens_BxT: jax.Array,
         cv2 = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype)[None], (l, 0, idx, 0, 0))
         keys = jax.lax.dynamic_index_in_dim(ck2, l, keepdims=False).astype(k.dtype)
         values = jax.lax.dynamic_index_in_dim(cv2, l, keepdims=False).astype(v.dtype)
-        return layers.attention(q, keys, values, allowed), (ck2, cv2)
+        return layers.attention(q, keys, values, allowed, cfg.attention,
+                                cfg.attention_chunk), (ck2, cv2)
 
       x, (ck, cv) = layer(cfg, x, p, cos, sin, attend)
       return (x, ck, cv, l + 1), None

@@ -57,12 +57,28 @@ def apply_rope(x_BxTxNxDh: jax.Array, cos_BxTxF: jax.Array, sin_BxTxF: jax.Array
 
 
 def attention(q_BxTxHxDh: jax.Array, k_BxSxKxDh: jax.Array, v_BxSxKxDh: jax.Array,
-              allowed_BxTxS: jax.Array) -> jax.Array:
+              allowed_BxTxS: jax.Array, impl: str = "einsum", chunk: int = 512) -> jax.Array:
   """Softmax attention with GQA; scores and softmax in float32.
 
-  A query with no allowed key (a left-pad position) gets a uniform average
-  rather than NaN; its output is never used.
+  `impl` (ModelConfig.attention): einsum materializes the [B, H, T, S] scores;
+  dot_product is `jax.nn.dot_product_attention` (cuDNN's fused kernel on GPU where it
+  applies, XLA elsewhere); chunked runs query blocks of `chunk` rows through a
+  rematerialized scan, so forward and backward hold [B, H, chunk, S] at a time. A
+  query with no allowed key (a left-pad position) gets a uniform average rather
+  than NaN in all three; its output is never used.
   """
+  if impl == "einsum":
+    return _einsum_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_BxTxS)
+  if impl == "dot_product":
+    return jax.nn.dot_product_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh,
+                                        mask=allowed_BxTxS[:, None])
+  if impl == "chunked":
+    return _chunked_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_BxTxS, chunk)
+  raise ValueError(f"unknown attention implementation {impl!r}; expected einsum, dot_product "
+                   "or chunked")
+
+
+def _einsum_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_BxTxS):
   b, t, h, dh = q_BxTxHxDh.shape
   k = k_BxSxKxDh.shape[2]
   q_BxTxKxGxDh = q_BxTxHxDh.reshape(b, t, k, h // k, dh)
@@ -72,3 +88,22 @@ def attention(q_BxTxHxDh: jax.Array, k_BxSxKxDh: jax.Array, v_BxSxKxDh: jax.Arra
   probs = jax.nn.softmax(scores, axis=-1).astype(v_BxSxKxDh.dtype)
   out = jnp.einsum("bkgts,bskd->btkgd", probs, v_BxSxKxDh)
   return out.reshape(b, t, h, dh)
+
+
+def _chunked_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_BxTxS, chunk):
+  """Q blocks of C queries (the last one padded), each through `_einsum_attention`."""
+  b, t, h, dh = q_BxTxHxDh.shape
+  c = min(chunk, t)
+  q_blocks = -(-t // c)
+  pad = q_blocks * c - t
+  q = jnp.pad(q_BxTxHxDh, ((0, 0), (0, pad), (0, 0), (0, 0)))
+  allowed = jnp.pad(allowed_BxTxS, ((0, 0), (0, pad), (0, 0)))
+  q_QxBxCxHxDh = q.reshape(b, q_blocks, c, h, dh).swapaxes(0, 1)
+  allowed_QxBxCxS = allowed.reshape(b, q_blocks, c, -1).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def block(q_BxCxHxDh, allowed_BxCxS):
+    return _einsum_attention(q_BxCxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_BxCxS)
+
+  out_QxBxCxHxDh = jax.lax.map(lambda xs: block(*xs), (q_QxBxCxHxDh, allowed_QxBxCxS))
+  return out_QxBxCxHxDh.swapaxes(0, 1).reshape(b, q_blocks * c, h, dh)[:, :t]

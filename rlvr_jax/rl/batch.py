@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from rlvr_jax import advantages, multihost
+from rlvr_jax import advantages, multihost, sampling
 from rlvr_jax.rl import rollout
 
 
@@ -84,10 +84,12 @@ class BatchSpec:
   """How to make a batch (from the `rl` and `loss` config blocks and the compiled parts).
 
   generate: (params, examples, key) -> Rollouts (sampler + verifier).
-  logprobs: (params, tokens_RxS, attn_mask_RxS) -> logp_RxT, a teacher-forced pass;
-    used for old log-probs when `recompute_old_logp`, and for the reference.
+  logprobs: (params, tokens_RxS, attn_mask_RxS, T) -> logp_RxT of the last T tokens, a
+    teacher-forced pass; used for old log-probs when `recompute_old_logp`, and for the
+    reference.
   ref_params: the frozen reference policy when the loss has a KL term, else None.
   rows_sharding: where the training rows go (global arrays; None keeps host numpy).
+  trim_responses: cut the response columns at the batch's longest response (`trim_responses`).
   svs: the synthesis settings of an SvS step (`rl/svs.py`), None for RLVR.
   """
   generate: Callable[..., rollout.Rollouts]
@@ -100,6 +102,7 @@ class BatchSpec:
   ref_params: Any = None
   keep_sampling_logp: bool = False
   rows_sharding: Any = None
+  trim_responses: bool = False
   svs: Any = None
 
 
@@ -193,16 +196,40 @@ def make_batch(params: Any, key: jax.Array, spec: BatchSpec, next_examples: Call
 
 
 def to_devices(params: Any, spec: BatchSpec, train: TrainBatch) -> TrainBatch:
-  """The host rows as global arrays, with the teacher-forced old / reference log-probs."""
+  """The host rows (trimmed with `spec.trim_responses`) as global arrays, with the
+  teacher-forced old / reference log-probs."""
+  if spec.trim_responses:
+    train = trim_responses(train)
   if spec.rows_sharding is not None:
     train = multihost.global_rows(train, spec.rows_sharding)
+  resp_len = train.loss_mask_RxT.shape[1]
   if spec.recompute_old_logp:
     train = train._replace(old_logp_RxT=spec.logprobs(params, train.tokens_RxS,
-                                                      train.attn_mask_RxS))
+                                                      train.attn_mask_RxS, resp_len))
   if spec.ref_params is not None:
     train = train._replace(ref_logp_RxT=spec.logprobs(spec.ref_params, train.tokens_RxS,
-                                                      train.attn_mask_RxS))
+                                                      train.attn_mask_RxS, resp_len))
   return jax.block_until_ready(train)  # so time_logprobs is the passes', not the update's
+
+
+def trim_responses(train: TrainBatch) -> TrainBatch:
+  """Host rows whose response columns stop at the longest response of the batch (of every
+  process's batch), rounded up to `sampling.bucket_length`: the columns cut held padding
+  only, which no loss term and no attention reads, so the loss and its gradient stay the
+  same at a fraction of the cost (responses are often far shorter than max_new_tokens).
+  """
+  t = train.loss_mask_RxT.shape[1]
+  used_T = np.asarray(train.attn_mask_RxS)[:, -t:].any(0)
+  longest = int(np.flatnonzero(used_T)[-1]) + 1 if used_T.any() else 1
+  width = min(t, sampling.bucket_length(multihost.max_over(longest)))
+  if width == t:
+    return train
+
+  def cut(name, x):
+    if x is None or name.endswith("_R"):
+      return x
+    return x[:, :width] if name.endswith("_RxT") else x[:, :x.shape[1] - (t - width)]
+  return TrainBatch(**{name: cut(name, x) for name, x in train._asdict().items()})
 
 
 def concat_rows(parts: list[TrainBatch], pad_id: int, row_multiple: int = 1) -> TrainBatch:

@@ -37,7 +37,12 @@ def base_config() -> ml_collections.ConfigDict:
       steps=100, batch_prompts=128, num_samples=32, mini_batch_prompts=32, micro_batches=1,
       max_prompt_len=1024, max_new_tokens=1024, temperature=1.0, top_p=1.0,
       dynamic_sampling=False, max_sampling_tries=3, mask_truncated=False,
-      recompute_old_logp=True, logprob_chunk=128))
+      recompute_old_logp=True, logprob_chunk=128,
+      # The update's cost follows the tokens with gradient: rows of advantage 0 skip forward
+      # and backward when no KL or entropy term touches them (rl/skipping.py), and response
+      # columns stop at the batch's longest response, bucketed (batch.trim_responses).
+      # Either off reproduces the full-width, every-row update (for comparison).
+      skip_zero_advantage=True, trim_padding=True))
   # ratio: 'token' (PPO / DAPO) or 'sequence' (GSPO); tis_cap > 0: truncated importance sampling
   # against the sampler's distribution (verl uses 2); kl_coef > 0 keeps a frozen reference policy
   # (the policy RL starts from) and adds the k3 KL estimate (see rl/loss.py).

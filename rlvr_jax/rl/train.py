@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import advantages, data as data_lib, models, multihost, sampling_text, sharding, tasks
 from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
-from rlvr_jax.rl import objectives, optim, stats, svs, update as update_lib, warmstart
+from rlvr_jax.rl import objectives, optim, skipping, stats, svs, update as update_lib, warmstart
 
 BATCH_FNS = {"rlvr": batch_lib.make_batch, "svs": svs.make_batch}
 
@@ -154,22 +154,26 @@ def initial_policy(config: ml_collections.ConfigDict, params: Any, warm_dir: str
 
 def make_update(config: ml_collections.ConfigDict, cfg: models.ModelConfig, optimizer: Any,
                 state_sh: Any, rows_sh: NamedSharding, repl: NamedSharding) -> Any:
-  """The jitted RL update `(state, TrainBatch) -> (state, metrics)`, state donated."""
+  """The jitted RL update `(state, TrainBatch, denom, M) -> (state, metrics)` over M
+  micro-batches (static: one program per M, and per batch shape), state donated."""
   loss_fn = functools.partial(objectives.pg_loss_fn, cfg=cfg, loss_cfg=config.loss,
                               chunk_size=config.rl.logprob_chunk)
-  return jax.jit(functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
-                                   num_micro=config.rl.micro_batches, agg=config.loss.agg,
-                                   schedule=optim.lr_schedule(config.optimizer)),
-                 in_shardings=(state_sh, rows_sh), out_shardings=(state_sh, repl),
-                 donate_argnums=0)
+  step = functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
+                           agg=config.loss.agg, schedule=optim.lr_schedule(config.optimizer))
+  return jax.jit(lambda state, batch, denom, num_micro: step(state, batch, denom,
+                                                             num_micro=num_micro),
+                 in_shardings=(state_sh, rows_sh, repl), out_shardings=(state_sh, repl),
+                 static_argnums=3, donate_argnums=0)
 
 
 def make_logprobs(config: ml_collections.ConfigDict, cfg: models.ModelConfig, params_sh: Any,
                   rows_sh: NamedSharding) -> Any:
-  """The jitted teacher-forced pass `(params, tokens_RxS, attn_mask_RxS) -> logp_RxT`."""
-  resp_len, chunk = config.rl.max_new_tokens, config.rl.logprob_chunk
-  fn = lambda p, tok, am: objectives.response_logprobs(p, cfg, tok, am, resp_len, chunk)[0]
-  return jax.jit(fn, in_shardings=(params_sh, rows_sh, rows_sh), out_shardings=rows_sh)
+  """The jitted teacher-forced pass `(params, tokens_RxS, attn_mask_RxS, T) -> logp_RxT` of
+  the last T tokens (T static: one program per response width)."""
+  chunk = config.rl.logprob_chunk
+  fn = lambda p, tok, am, t: objectives.response_logprobs(p, cfg, tok, am, t, chunk)[0]
+  return jax.jit(fn, in_shardings=(params_sh, rows_sh, rows_sh), out_shardings=rows_sh,
+                 static_argnums=3)
 
 
 def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task: Any,
@@ -189,6 +193,7 @@ def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task:
       max_tries=rl.max_sampling_tries, mask_truncated=rl.mask_truncated,
       recompute_old_logp=rl.recompute_old_logp, logprobs=logprobs, ref_params=ref_params,
       keep_sampling_logp=config.loss.tis_cap > 0, rows_sharding=rows_sh,
+      trim_responses=rl.trim_padding,
       svs=svs_spec(config, cfg, task, tokenizer, mesh, rules) if config.algorithm == "svs" else None)
 
 
@@ -220,10 +225,23 @@ def svs_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task: A
       context_multiple=local_devices if jax.process_count() > 1 else 1)
 
 
-def make_take_rows(rows_sh: NamedSharding) -> Any:
-  """The jitted `(TrainBatch, rows) -> TrainBatch` of those rows: a device-side gather, so
-  a mini-batch of problems from every process never passes through a host."""
-  return jax.jit(lambda train, rows: train.rows(rows), out_shardings=rows_sh)
+def make_take_rows(rows_sh: NamedSharding, repl: NamedSharding, agg: str) -> Any:
+  """The jitted `(TrainBatch, rows_mb, idx, live) -> (TrainBatch, denom)`: a device-side
+  gather of rows `idx` (a mini-batch of problems from every process never passes through a
+  host), their loss mask and advantage zeroed where `live` is False, and the loss
+  denominator of the whole mini-batch `rows_mb` (`rl/skipping.py`)."""
+  def take(train, rows_mb, idx, live):
+    denom = loss_lib.loss_denominator(train.loss_mask_RxT[rows_mb], agg)
+    packed = train.rows(idx)
+    live = live.astype(jnp.float32)
+    return packed._replace(loss_mask_RxT=packed.loss_mask_RxT * live[:, None],
+                           adv_R=packed.adv_R * live), denom
+  return jax.jit(take, out_shardings=(rows_sh, repl))
+
+
+@jax.jit
+def _row_summary(train: batch_lib.TrainBatch) -> tuple[jax.Array, jax.Array]:
+  return train.adv_R, train.loss_mask_RxT.sum(-1)
 
 
 def minibatch_rows(made: batch_lib.MadeBatch, key: jax.Array, rl: ml_collections.ConfigDict
@@ -241,20 +259,55 @@ def minibatch_rows(made: batch_lib.MadeBatch, key: jax.Array, rl: ml_collections
           .astype(np.int32) for i in range(0, rl.batch_prompts, rl.mini_batch_prompts)]
 
 
+# Update metrics that are not token means over the update's rows: averaged over mini-batches.
+_PER_UPDATE = ("loss", "pg_loss", "grad_norm", "update_norm", "lr")
+
+
 def update_minibatches(update: Any, take_rows: Any, state: dict, train: batch_lib.TrainBatch,
-                       minibatches: list[np.ndarray]) -> tuple[dict, dict[str, float]]:
-  """One update a mini-batch of rows; the metrics read back once."""
-  per_mini = []
-  for rows in minibatches:
-    state, m = update(state, take_rows(train, rows))
-    per_mini.append(m)
-  if not per_mini:
+                       minibatches: list[np.ndarray], *, skip: bool, num_micro: int,
+                       row_multiple: int) -> tuple[dict, dict[str, float]]:
+  """One update a mini-batch of rows; the metrics read back once.
+
+  With `skip`, each update runs on the mini-batch's rows with gradient only, packed
+  (`rl/skipping.py`); without, on all of them in `num_micro` micro-batches.
+  num_tokens counts the mini-batches' loss tokens, update_tokens those that went through
+  the update (equal without skipping), update_rows its rows (fillers included), grad_rows
+  the rows with a nonzero advantage and a loss token.
+  """
+  if not minibatches:
     raise ValueError("a step with no mini-batch to update on")
+  adv_R, tokens_R = multihost.gather(_row_summary(train))
+  grad_R = skipping.kept_rows(adv_R, tokens_R)
+  keep_R = grad_R if skip else np.ones(len(adv_R), bool)
+  micro_rows = len(minibatches[0]) // num_micro
+  per_mini, update_rows = [], 0
+  for rows in minibatches:
+    idx, live, micro = skipping.pack(rows, keep_R, micro_rows, num_micro, row_multiple)
+    state, m = update(state, *take_rows(train, rows, idx, live), micro)
+    per_mini.append(m)
+    update_rows += len(idx)
   per_mini = jax.device_get(per_mini)  # the step's one host sync of the update
-  out = {k: float(np.mean([m[k] for m in per_mini])) for k in per_mini[0]}
-  out["num_tokens"] = float(sum(m["num_tokens"] for m in per_mini))
-  out["updates"] = float(len(per_mini))
+  tok_U = np.array([m["num_tokens"] for m in per_mini])
+  w_U = tok_U / max(tok_U.sum(), 1.0)
+  out = {k: float(np.mean([m[k] for m in per_mini])) if k in _PER_UPDATE
+         else float(sum(w * m[k] for w, m in zip(w_U, per_mini))) for k in per_mini[0]}
+  all_rows = np.concatenate(minibatches)
+  out.update(num_tokens=float(tokens_R[all_rows].sum()), update_tokens=float(tok_U.sum()),
+             update_rows=float(update_rows), grad_rows=float(grad_R[all_rows].sum()),
+             updates=float(len(per_mini)))
   return state, out
+
+
+def skips_zero_advantage(config: ml_collections.ConfigDict) -> bool:
+  """Whether the update leaves zero-advantage rows out: asked for, and no KL or entropy term
+  (which has a gradient on every row; logged when it overrides the switch)."""
+  if not config.rl.skip_zero_advantage:
+    return False
+  if skipping.applies(config.loss.kl_coef, config.loss.entropy_coef):
+    return True
+  logging.info("rl.skip_zero_advantage is off: loss.kl_coef=%s / loss.entropy_coef=%s put a "
+               "gradient on every row", config.loss.kl_coef, config.loss.entropy_coef)
+  return False
 
 
 def reference_params(params: Any) -> Any:
@@ -317,7 +370,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
       spec = batch_spec(config, cfg, task, tokenizer, mesh, rules, ref_params,
                         make_logprobs(config, cfg, state_sh["params"], rows_sh), rows_sh)
-      take_rows = make_take_rows(rows_sh)
+      take_rows = make_take_rows(rows_sh, repl, config.loss.agg)
+      update_mbs = functools.partial(update_minibatches, skip=skips_zero_advantage(config),
+                                     num_micro=rl.micro_batches,
+                                     row_multiple=mesh.shape["data"] * mesh.shape["fsdp"])
       blocks = (config.advantage, config.schedule.advantage)
       estimators = [advantages.from_config(b) for b in blocks]  # built once, schedule included
       make_batch = BATCH_FNS[config.algorithm]
@@ -337,8 +393,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         made = make_batch(state["params"], k_batch, spec, functools.partial(next, prompts),
                           estimators[which], blocks[which].name)
         t1 = time.perf_counter()
-        state, upd = update_minibatches(update, take_rows, state, made.train,
-                                        minibatch_rows(made, k_perm, rl))
+        state, upd = update_mbs(update, take_rows, state, made.train,
+                                minibatch_rows(made, k_perm, rl))
         t_update = time.perf_counter() - t1
         rl_step += 1
         history.update(rl_step, made.rollouts)

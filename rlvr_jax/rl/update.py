@@ -24,18 +24,23 @@ def _split_micro(x: jax.Array, num_micro: int) -> jax.Array:
   return x.reshape(rows // num_micro, num_micro, *x.shape[1:]).swapaxes(0, 1)
 
 
-def train_step(state: dict, batch: TrainBatch, *, loss_fn: LossFn,
-               optimizer: optax.GradientTransformation, num_micro: int, agg: str = "token-mean",
-               schedule: optax.Schedule | None = None) -> tuple[dict, dict]:
+def train_step(state: dict, batch: TrainBatch, denom: jax.Array | None = None, *,
+               loss_fn: LossFn, optimizer: optax.GradientTransformation, num_micro: int,
+               agg: str = "token-mean", schedule: optax.Schedule | None = None
+               ) -> tuple[dict, dict]:
   """One optimizer update on a mini-batch, accumulating gradients over `num_micro` slices.
 
-  `schedule` (the optimizer's learning-rate schedule) puts the learning rate of
-  this update into the metrics, so the loop never reads the step count back.
+  `denom` is the loss normalizer of the mini-batch (`loss.loss_denominator`); None takes
+  it from `batch`. A batch whose zero-advantage rows were left out (`rl/skipping.py`)
+  passes the full mini-batch's. `schedule` (the optimizer's learning-rate schedule) puts
+  the learning rate of this update into the metrics, so the loop never reads the step
+  count back.
   """
   rows = batch.loss_mask_RxT.shape[0]
   if rows % num_micro:
     raise ValueError(f"mini-batch of {rows} rows is not divisible into {num_micro} micro-batches")
-  denom = loss_lib.loss_denominator(batch.loss_mask_RxT, agg)
+  if denom is None:
+    denom = loss_lib.loss_denominator(batch.loss_mask_RxT, agg)
   micro = jax.tree.map(functools.partial(_split_micro, num_micro=num_micro), batch)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   params = state["params"]
