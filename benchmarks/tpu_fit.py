@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
   ap.add_argument("--remat", default="full", choices=models.config.REMAT_POLICIES)
   ap.add_argument("--param_dtype", default="float32", help="master weights (compute stays bf16)")
   ap.add_argument("--logprob_chunk", type=int, default=512)
+  ap.add_argument("--attention", default="einsum", choices=models.config.ATTENTION_IMPLS,
+                  help="ModelConfig.attention of the training pass")
+  ap.add_argument("--attention_chunk", type=int, default=512, help="query block of 'chunked'")
   args = ap.parse_args(argv)
 
   if args.rows % args.micro:
@@ -166,11 +169,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
   mesh_cfg = config_utils.parse_arg(args.mesh, data=1, fsdp=-1, tensor=1)
   mesh = sharding.make_mesh(mesh_cfg.to_dict(), devices)
   cfg = models.preset(args.preset, remat=args.remat, param_dtype=args.param_dtype,
-                      dtype="bfloat16")
+                      dtype="bfloat16", attention=args.attention,
+                      attention_chunk=args.attention_chunk)
   extra = {"preset": args.preset, "topology": args.topology, "chips": len(devices),
            "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "rows": args.rows,
            "micro": args.micro, "prompt_len": args.prompt_len, "resp_len": args.resp_len,
-           "remat": args.remat, "param_dtype": args.param_dtype,
+           "remat": args.remat, "param_dtype": args.param_dtype, "attention": args.attention,
+           "attention_chunk": args.attention_chunk,
            "num_params": cfg.num_params(), **host_row_blocks(mesh, args.rows)}
   hbm = hbm_bytes(devices[0], args.topology)
   try:

@@ -29,7 +29,10 @@ def base_config() -> ml_collections.ConfigDict:
   # the compute dtype, param_dtype the stored (master) weights'; remat: none | full | dots.
   c.model = ml_collections.ConfigDict({"source": "preset", "preset": "tiny", "path": "",
                                        "dtype": "float32", "param_dtype": "float32",
-                                       "remat": "none", "chat": False})
+                                       "remat": "none", "chat": False,
+                                       # models.ModelConfig.attention: einsum | dot_product
+                                       # (cuDNN flash on GPU) | chunked (long sequences)
+                                       "attention": "einsum", "attention_chunk": 512})
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   c.num_devices = 0  # 0: all of jax.devices(); n: the first n (tests compare 1 vs 8)
   c.logical_axis_rules = ()  # empty: sharding.DEFAULT_RULES

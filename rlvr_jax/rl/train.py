@@ -116,14 +116,19 @@ def load_policy(config: ml_collections.ConfigDict, mesh: Any, rules: Any) -> tup
     from rlvr_jax import checkpoints  # heavy imports only for pretrained policies
     cfg, params, tok = checkpoints.load_policy(m.path, mesh=mesh, rules=rules, dtype=m.dtype,
                                                param_dtype=m.param_dtype)
-    return cfg.replace(remat=m.remat), params, tok
+    return cfg.replace(**compute_options(m)), params, tok
   raise ValueError(f"model.source must be 'preset' or 'checkpoint', got {m.source!r}")
 
 
 def model_config(config: ml_collections.ConfigDict) -> models.ModelConfig:
   """The architecture of a 'preset' policy with the config's dtypes and remat."""
   m = config.model
-  return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat)
+  return models.preset(m.preset, dtype=m.dtype, param_dtype=m.param_dtype, **compute_options(m))
+
+
+def compute_options(m: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The `model` block's choices of how the policy computes (not what it is)."""
+  return dict(remat=m.remat, attention=m.attention, attention_chunk=m.attention_chunk)
 
 
 def initial_policy(config: ml_collections.ConfigDict, params: Any, warm_dir: str,
