@@ -105,6 +105,8 @@ def smollm2(args) -> dict:
   from rlvr_jax import advantages, data as data_lib, multihost, sharding, tasks
   from rlvr_jax.rl import batch as batch_lib, optim, train
 
+  t_start = time.perf_counter()
+  say = lambda msg: print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
   c = runpy.run_path(os.path.join(ROOT, "configs", "math_smollm2.py"))["get_config"]("runlocal")
   c.rl.update(batch_prompts=8, num_samples=8, mini_batch_prompts=4, micro_batches=2,
               max_new_tokens=args.new_tokens, trim_padding=False)
@@ -112,9 +114,11 @@ def smollm2(args) -> dict:
   rows_sh, repl = NamedSharding(mesh, PartitionSpec(("data", "fsdp"))), NamedSharding(mesh, PartitionSpec())
   task = tasks.get(c.task.name, **c.task.kwargs.to_dict())
   train_set, _ = data_lib.load(c.task.name, c.data)
+  say("data loaded")
   out = {}
   with sharding.use_mesh(mesh, None):
     cfg, params, tok = train.load_policy(c, mesh, None)
+    say("policy loaded")
     optimizer = optim.make_optimizer(c.optimizer)
     state = optim.init_state(params, optimizer, mesh)
     state_sh = jax.tree.map(lambda x: x.sharding, state)
@@ -126,6 +130,7 @@ def smollm2(args) -> dict:
                                 functools.partial(next, prompts),
                                 advantages.from_config(c.advantage), c.advantage.name)
     out["batch_s"] = time.perf_counter() - t0
+    say(f"batch made (compiles included): {made.counts}")
     out["counts"] = {k: float(v) for k, v in made.counts.items()}
     rewards = made.rollouts.rewards_BxN
     out["rewards"] = rewards.tolist()
@@ -144,6 +149,7 @@ def smollm2(args) -> dict:
                                        tb.loss_mask_RxT.shape[1]))
         times.append(time.perf_counter() - t0)
       out[f"logprobs_trim={trim}"] = times
+    say("old log-probs timed")
     update = train.make_update(c, cfg, optimizer, state_sh, rows_sh, repl)
     take_rows = train.make_take_rows(rows_sh, repl, c.loss.agg)
     minibatches = train.minibatch_rows(made, jax.random.PRNGKey(1), c.rl)
@@ -160,7 +166,7 @@ def smollm2(args) -> dict:
         key = f"update_skip={skip}_trim={trim}"
         out.setdefault(key, []).append(dt)
         out.setdefault(key + "_metrics", m)
-        print(f"repeat {rep} skip={skip} trim={trim}: {dt:.2f} s "
+        say(f"repeat {rep} skip={skip} trim={trim}: {dt:.2f} s "
               f"({m['update_rows']:.0f} rows, {m['update_tokens']:.0f} tokens)", flush=True)
   return out
 

@@ -38,6 +38,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   paper_settings(c, path=a.ckpt, steps=a.steps, micro_batches=a.micro_batches,
                  max_prompt_len=1024, max_new_tokens=a.max_response_len, eval_every=25,
                  checkpoint_every=10, remat="full")
+  # Chunked attention: long responses' [T, S] scores never materialize whole
+  # (benchmarks/RESULTS.md: the SvS update, 4096 + 8192 tokens, at 8 micro-batches needs
+  # 11.4 GiB a v5p chip, not 33.6, and fits in 2).
+  c.model.update(attention="chunked", attention_chunk=1024)
   c.rl.update(num_samples=8, dynamic_sampling=True, max_sampling_tries=3, logprob_chunk=256)
   c.loss.dual_clip = 3.0
   c.mesh.update(data=1, fsdp=-1, tensor=a.tensor)

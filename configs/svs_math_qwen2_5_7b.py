@@ -43,6 +43,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  remat="full")
   c.rl.update(num_samples=8, dynamic_sampling=True, max_sampling_tries=3, logprob_chunk=256)
   c.loss.dual_clip = 3.0
+  # Chunked attention: the 8192-token responses' [T, S] scores never materialize whole
+  # (benchmarks/RESULTS.md: this update at 8 micro-batches needs 11.4 GiB a v5p chip, not
+  # 33.6, and fits in 2).
+  c.model.update(attention="chunked", attention_chunk=1024)
   c.svs.update(num_syntheses=8, max_contexts=a.max_contexts, max_synthesis_prompt_len=4096)
   c.mesh.update(data=1, fsdp=-1, tensor=a.tensor)
   c.progress = False  # pod logs: one line a step is enough

@@ -210,7 +210,7 @@ def _loss_and_grad(params, train: batch_lib.TrainBatch, agg: str):
   return jax.value_and_grad(f, has_aux=True)(params, train, denom)
 
 
-@pytest.mark.parametrize("agg", loss_lib.AGGREGATIONS)
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
 def test_trimmed_batch_has_the_loss_and_gradient_of_the_full_width_one(agg):
   # Responses of at most 11 tokens in 40 columns: cut at bucket_length(11) = 16.
   ro = _rollouts(REWARDS, t=40, max_len=11, seed=3)
