@@ -8,14 +8,20 @@ response, bucketed). Off/off is the full-width, every-row update of before.
   maze_tiny: the README's main job's RL (16 prompts x 8 rollouts, 32 new tokens, 2 updates
     a step of 64 rows) from one shared 300-step warm start; for each seed, a run with both
     switches off and one with both on (same seed, same warm start), interleaved. Per-step
-    times are medians over the steps after the first (which compiles); the final metrics
-    (train reward, eval pass@k at the end) show whether the two agree within seed noise.
+    times are medians over the steps after the first; with the switches on, a step whose
+    mini-batch lands in a new bucket compiles that program too (a short run pays for them;
+    no persistent compilation cache). The final metrics (train reward, eval pass@k at the
+    end) show whether the two agree within seed noise.
+  maze_updates: the update alone, as for smollm2 below, on one batch of the warm-started
+    maze_tiny policy (needs maze_tiny's warm start in --outdir): the steady state of a long
+    run, where every bucket's program is compiled.
   smollm2: SmolLM2-135M-Instruct (embedded GGUF) on math at a CPU size (8 prompts x 8
     rollouts x 128 new tokens): one real batch (sampler, verifier, estimator), then the
     update on that same batch with each of the four switch settings, interleaved, `repeats`
     times each (medians; the first of each setting compiles and is dropped).
 
   python benchmarks/rl_step_bench.py --case=maze_tiny --seeds=0,1,2 --steps=12 --outdir=/tmp/b
+  python benchmarks/rl_step_bench.py --case=maze_updates --repeats=5 --outdir=/tmp/b
   python benchmarks/rl_step_bench.py --case=smollm2 --repeats=3 --outdir=/tmp/b
 """
 
@@ -98,18 +104,30 @@ def summarize_maze(runs: dict) -> str:
 
 
 def smollm2(args) -> dict:
+  c = runpy.run_path(os.path.join(ROOT, "configs", "math_smollm2.py"))["get_config"]("runlocal")
+  c.rl.update(batch_prompts=8, num_samples=8, mini_batch_prompts=4, micro_batches=2,
+              max_new_tokens=args.new_tokens)
+  return update_split(c, args.repeats)
+
+
+def maze_updates(args) -> dict:
+  """The update alone on one batch of the warm-started maze_tiny policy (compiles excluded)."""
+  c = _maze_config(0, 1, True, os.path.join(args.outdir, "warm", "warmstart"), 0)
+  return update_split(c, args.repeats)
+
+
+def update_split(c, repeats: int) -> dict:
+  """One real batch of config `c` (sampled, verified, scored), then the update on it with each
+  of the four switch settings, interleaved, `repeats` + 1 times each (the first compiles)."""
   import jax
-  import numpy as np
   from jax.sharding import NamedSharding, PartitionSpec
 
   from rlvr_jax import advantages, data as data_lib, multihost, sharding, tasks
-  from rlvr_jax.rl import batch as batch_lib, optim, train
+  from rlvr_jax.rl import batch as batch_lib, optim, train, warmstart
 
   t_start = time.perf_counter()
   say = lambda msg: print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
-  c = runpy.run_path(os.path.join(ROOT, "configs", "math_smollm2.py"))["get_config"]("runlocal")
-  c.rl.update(batch_prompts=8, num_samples=8, mini_batch_prompts=4, micro_batches=2,
-              max_new_tokens=args.new_tokens, trim_padding=False)
+  c.rl.trim_padding = False  # the batch at full width; the trimmed copy is cut from it
   mesh = sharding.make_mesh(c.mesh, None)
   rows_sh, repl = NamedSharding(mesh, PartitionSpec(("data", "fsdp"))), NamedSharding(mesh, PartitionSpec())
   task = tasks.get(c.task.name, **c.task.kwargs.to_dict())
@@ -118,6 +136,8 @@ def smollm2(args) -> dict:
   out = {}
   with sharding.use_mesh(mesh, None):
     cfg, params, tok = train.load_policy(c, mesh, None)
+    if c.warmstart.load_dir:
+      params = warmstart.load_params(c.warmstart.load_dir, params)
     say("policy loaded")
     optimizer = optim.make_optimizer(c.optimizer)
     state = optim.init_state(params, optimizer, mesh)
@@ -143,7 +163,7 @@ def smollm2(args) -> dict:
     # The old log-probs pass at both widths (what trimming saves before the update).
     for trim, tb in variants.items():
       times = []
-      for _ in range(args.repeats + 1):
+      for _ in range(repeats + 1):
         t0 = time.perf_counter()
         jax.block_until_ready(logprobs(state["params"], tb.tokens_RxS, tb.attn_mask_RxS,
                                        tb.loss_mask_RxT.shape[1]))
@@ -155,7 +175,7 @@ def smollm2(args) -> dict:
     minibatches = train.minibatch_rows(made, jax.random.PRNGKey(1), c.rl)
     copy = jax.jit(lambda s: jax.tree.map(lambda x: x + 0, s), out_shardings=state_sh)
     settings = [(s, t) for s in (False, True) for t in (False, True)]
-    for rep in range(args.repeats + 1):
+    for rep in range(repeats + 1):
       for skip, trim in settings:
         fresh = jax.block_until_ready(copy(state))
         t0 = time.perf_counter()
@@ -167,11 +187,11 @@ def smollm2(args) -> dict:
         out.setdefault(key, []).append(dt)
         out.setdefault(key + "_metrics", m)
         say(f"repeat {rep} skip={skip} trim={trim}: {dt:.2f} s "
-              f"({m['update_rows']:.0f} rows, {m['update_tokens']:.0f} tokens)", flush=True)
+            f"({m['update_rows']:.0f} rows, {m['update_tokens']:.0f} tokens)")
   return out
 
 
-def summarize_smollm2(out: dict) -> str:
+def summarize_updates(out: dict) -> str:
   med = lambda k: statistics.median(out[k][1:])
   base = med("update_skip=False_trim=False")
   lines = [f"batch: zero_var_frac {out['zero_var_frac']:.2f}, longest response "
@@ -193,12 +213,13 @@ def summarize_smollm2(out: dict) -> str:
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--case", choices=("maze_tiny", "smollm2"), required=True)
+  p.add_argument("--case", choices=("maze_tiny", "maze_updates", "smollm2"), required=True)
   p.add_argument("--outdir", required=True)
   p.add_argument("--seeds", default="0,1,2", help="maze_tiny: comma-separated seeds")
   p.add_argument("--steps", type=int, default=12, help="maze_tiny: RL steps a run")
   p.add_argument("--warmstart_steps", type=int, default=300, help="maze_tiny: shared warm start")
-  p.add_argument("--repeats", type=int, default=3, help="smollm2: timed updates a setting")
+  p.add_argument("--repeats", type=int, default=3,
+                 help="smollm2, maze_updates: timed updates a setting")
   p.add_argument("--new_tokens", type=int, default=128, help="smollm2: max_new_tokens")
   args = p.parse_args()
   args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -207,8 +228,8 @@ def main() -> None:
     out = maze_tiny(args)
     text = summarize_maze(out)
   else:
-    out = smollm2(args)
-    text = summarize_smollm2(out)
+    out = smollm2(args) if args.case == "smollm2" else maze_updates(args)
+    text = summarize_updates(out)
   with open(os.path.join(args.outdir, f"{args.case}.json"), "w") as f:
     json.dump(out, f, indent=1, default=float)
   with open(os.path.join(args.outdir, f"{args.case}.md"), "w") as f:

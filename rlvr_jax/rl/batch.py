@@ -214,14 +214,18 @@ def to_devices(params: Any, spec: BatchSpec, train: TrainBatch) -> TrainBatch:
 
 def trim_responses(train: TrainBatch) -> TrainBatch:
   """Host rows whose response columns stop at the longest response of the batch (of every
-  process's batch), rounded up to `sampling.bucket_length`: the columns cut held padding
-  only, which no loss term and no attention reads, so the loss and its gradient stay the
-  same at a fraction of the cost (responses are often far shorter than max_new_tokens).
+  process's batch), rounded up to `sampling.bucket_length` from the power of two at or
+  below max(16, T / 8): the columns cut held padding only, which no loss term and no
+  attention reads, so the loss and its gradient stay the same at a fraction of the cost
+  (responses are often far shorter than max_new_tokens). The floor bounds the widths a
+  run compiles its passes for at 7 (16, 24, 32 for T = 32; 1024, 1536, ..., 8192 for
+  T = 8192).
   """
   t = train.loss_mask_RxT.shape[1]
   used_T = np.asarray(train.attn_mask_RxS)[:, -t:].any(0)
   longest = int(np.flatnonzero(used_T)[-1]) + 1 if used_T.any() else 1
-  width = min(t, sampling.bucket_length(multihost.max_over(longest)))
+  floor = 2 ** int(np.log2(max(16, t // 8)))
+  width = min(t, sampling.bucket_length(multihost.max_over(longest), minimum=floor))
   if width == t:
     return train
 
