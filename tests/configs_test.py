@@ -83,7 +83,8 @@ def test_qwen_7b_train_step_compiles_fsdp_from_abstract_shapes():
                         for k, (s, d) in batch.items()})
   update = train.make_update(c, cfg, optimizer, state_sh, rows_sh, repl)
   with sharding.use_mesh(mesh, None):
-    compiled = update.lower(state, batch).compile()
+    denom = jax.ShapeDtypeStruct((), jnp.float32, sharding=repl)  # the mini-batch's normalizer
+    compiled = update.lower(state, batch, denom, c.rl.micro_batches).compile()
   num_params = sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes))
   assert 7.5e9 < num_params < 7.7e9  # Qwen2.5-7B: 7.62B
   # float32 params + two float32 Adam moments = 12 bytes a parameter, split over 8 devices
