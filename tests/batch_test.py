@@ -24,18 +24,19 @@ LOSS = ml_collections.ConfigDict(dict(eps_low=0.2, eps_high=0.28, dual_clip=0.0,
                                       kl_coef=0.0, entropy_coef=0.0, ratio="token", tis_cap=0.0))
 
 
-def _rollouts(rewards_BxN, seed=0) -> rollout.Rollouts:
-  """Random prompt / response tokens of varied lengths with the given rewards."""
+def _rollouts(rewards_BxN, seed=0, t=T, max_len=T) -> rollout.Rollouts:
+  """Random prompts of P tokens and responses of 1..max_len tokens in t columns, with the
+  given rewards (also the rows of tests/skipping_test.py)."""
   rng = np.random.default_rng(seed)
   r = np.asarray(rewards_BxN, np.float32)
   b, n = r.shape
   prompt_len_B = rng.integers(2, P + 1, b)
   prompt_mask_BxP = (np.arange(P)[None] >= P - prompt_len_B[:, None]).astype(np.int32)
   prompt_BxP = rng.integers(3, 99, (b, P)).astype(np.int32) * prompt_mask_BxP
-  lengths_R = rng.integers(1, T + 1, b * n).astype(np.int32)
-  mask_RxT = (np.arange(T)[None] < lengths_R[:, None]).astype(np.int32)
-  tokens_RxT = (rng.integers(3, 99, (b * n, T)) * mask_RxT).astype(np.int32)
-  logp_RxT = (rng.normal(-3.0, 0.5, (b * n, T)) * mask_RxT).astype(np.float32)
+  lengths_R = rng.integers(1, max_len + 1, b * n).astype(np.int32)
+  mask_RxT = (np.arange(t)[None] < lengths_R[:, None]).astype(np.int32)
+  tokens_RxT = (rng.integers(3, 99, (b * n, t)) * mask_RxT).astype(np.int32)
+  logp_RxT = (rng.normal(-3.0, 0.5, (b * n, t)) * mask_RxT).astype(np.float32)
   return rollout.Rollouts(
       examples=list(range(b)), prompt_BxP=prompt_BxP, prompt_mask_BxP=prompt_mask_BxP,
       tokens_RxT=tokens_RxT, mask_RxT=mask_RxT, logprobs_RxT=logp_RxT,

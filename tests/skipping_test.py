@@ -20,27 +20,15 @@ from rlvr_jax import advantages, models
 from rlvr_jax.rl import batch as batch_lib, loss as loss_lib, objectives, optim, rollout
 from rlvr_jax.rl import skipping, train as train_lib
 
+import batch_test  # noqa: E402 (the shared random rows; pytest puts tests/ on the path)
+
 CFG = models.preset("tiny")
-N, P = 4, 5
+N, P = 4, batch_test.P
 
 
 def _rollouts(rewards_BxN, t: int, max_len: int, seed: int = 0) -> rollout.Rollouts:
-  """Random prompts / responses of 1..max_len tokens (width t) with the given rewards."""
-  rng = np.random.default_rng(seed)
-  r = np.asarray(rewards_BxN, np.float32)
-  b, n = r.shape
-  prompt_len_B = rng.integers(2, P + 1, b)
-  prompt_mask_BxP = (np.arange(P)[None] >= P - prompt_len_B[:, None]).astype(np.int32)
-  prompt_BxP = rng.integers(3, 99, (b, P)).astype(np.int32) * prompt_mask_BxP
-  lengths_R = rng.integers(1, max_len + 1, b * n).astype(np.int32)
-  mask_RxT = (np.arange(t)[None] < lengths_R[:, None]).astype(np.int32)
-  tokens_RxT = (rng.integers(3, 99, (b * n, t)) * mask_RxT).astype(np.int32)
-  logp_RxT = (rng.normal(-3.0, 0.5, (b * n, t)) * mask_RxT).astype(np.float32)
-  return rollout.Rollouts(
-      examples=list(range(b)), prompt_BxP=prompt_BxP, prompt_mask_BxP=prompt_mask_BxP,
-      tokens_RxT=tokens_RxT, mask_RxT=mask_RxT, logprobs_RxT=logp_RxT,
-      sampling_logprobs_RxT=logp_RxT, entropy_RxT=np.abs(logp_RxT), lengths_R=lengths_R,
-      finished_R=np.ones(b * n, bool), responses=[""] * (b * n), rewards_BxN=r)
+  """tests/batch_test.py's random rows (prompts of P = 5 tokens) in t response columns."""
+  return batch_test._rollouts(rewards_BxN, seed=seed, t=t, max_len=max_len)
 
 
 def test_packed_shapes_are_the_hand_worked_buckets():
