@@ -47,6 +47,9 @@ class ModelConfig:
   # [chunk, S] a head in forward and backward).
   attention: str = "einsum"
   attention_chunk: int = 512
+  # Multiplier of the LoRA adapters' product, alpha / rank (`models/lora.py`); used only
+  # where the params hold adapters.
+  lora_scale: float = 1.0
   bos_id: int | None = None
   eos_ids: tuple[int, ...] = ()
   pad_id: int = 0

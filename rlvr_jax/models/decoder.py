@@ -7,6 +7,7 @@ Params: {'embed': [V, D], 'layers': {...each with a leading L axis...},
 'final_norm': [D], 'lm_head': [D, V] (untied only)}.
 """
 
+import functools
 from typing import Any
 
 import jax
@@ -21,7 +22,7 @@ Cache = dict[str, jax.Array]
 INIT_STD = 0.02  # HF initializer_range for Llama and Qwen2
 
 
-def _layer_shapes(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[str, ...]]]:
+def layer_shapes(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[str, ...]]]:
   """Per-layer parameter shapes (without L) and logical axes."""
   d, h, k, dh, f = cfg.d_model, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.mlp_dim
   shapes = {
@@ -46,7 +47,7 @@ def param_logical_axes(cfg: ModelConfig) -> Params:
   """The params tree with a tuple of logical axis names at each leaf."""
   axes: Params = {
       "embed": ("vocab", "embed"),
-      "layers": {n: ("layers",) + a for n, (_, a) in _layer_shapes(cfg).items()},
+      "layers": {n: ("layers",) + a for n, (_, a) in layer_shapes(cfg).items()},
       "final_norm": ("norm",),
   }
   if not cfg.tie_embeddings:
@@ -60,7 +61,7 @@ def param_shapes(cfg: ModelConfig) -> Params:
   sds = lambda s: jax.ShapeDtypeStruct(s, dt)
   shapes: Params = {
       "embed": sds((cfg.vocab_size, cfg.d_model)),
-      "layers": {n: sds((cfg.num_layers,) + s) for n, (s, _) in _layer_shapes(cfg).items()},
+      "layers": {n: sds((cfg.num_layers,) + s) for n, (s, _) in layer_shapes(cfg).items()},
       "final_norm": sds((cfg.d_model,)),
   }
   if not cfg.tie_embeddings:
@@ -97,32 +98,63 @@ def init_cache(cfg: ModelConfig, batch_size: int, max_len: int) -> Cache:
           "mask": jnp.zeros((batch_size, max_len), jnp.bool_)}
 
 
+@functools.cache
+def _adapter_equations(eq: str) -> tuple[str, str]:
+  """A projection's einsum 'x,w->y' as its LoRA adapter's two: 'x,a->hr' and 'hr,b->y'.
+
+  The weight's letters found in the input are its input dims (they come first); the
+  rest are its output dims; 'r' is the adapter's rank.
+  """
+  inputs, out = eq.split("->")
+  x, w = inputs.split(",")
+  contracted = "".join(c for c in w if c in x)
+  produced = "".join(c for c in w if c not in x)
+  if "r" in eq or w != contracted + produced:
+    raise ValueError(f"projection einsum {eq!r}: needs the weight's input dims first and no 'r'")
+  hidden = "".join(c for c in x if c not in w) + "r"
+  return f"{x},{contracted}r->{hidden}", f"{hidden},r{produced}->{out}"
+
+
+def project(cfg: ModelConfig, x: jax.Array, p: Params, name: str, eq: str) -> jax.Array:
+  """`einsum(eq, x, p[name])` in the compute dtype, plus `lora_scale * (x @ A) @ B` where
+  `p` holds the projection's LoRA adapters (`models/lora.py`)."""
+  dt = cfg.jnp_dtype
+  y = jnp.einsum(eq, x, p[name].astype(dt))
+  if name + "_lora_a" in p:
+    eq_a, eq_b = _adapter_equations(eq)
+    low = jnp.einsum(eq_a, x, p[name + "_lora_a"].astype(dt))
+    y = y + cfg.lora_scale * jnp.einsum(eq_b, low, p[name + "_lora_b"].astype(dt))
+  return y
+
+
 def layer(cfg: ModelConfig, x_BxTxD: jax.Array, p: Params, cos: jax.Array, sin: jax.Array,
           attend: Any) -> tuple[jax.Array, Any]:
   """One pre-norm layer, the only copy of its math (training, prefill and decode).
 
   `attend(q_BxTxHxDh, k_BxTxKxDh, v_BxTxKxDh)` (after RoPE) stores the new keys
   and values wherever its caller keeps them and returns the attention output
-  [B, T, H, Dh] and an aux value (e.g. the updated cache), passed through.
+  [B, T, H, Dh] and an aux value (e.g. the updated cache), passed through. The
+  projections carry LoRA adapters where `p` has them (`project`).
   """
   dt = cfg.jnp_dtype
-  w = lambda name: p[name].astype(dt)
+  proj = functools.partial(project, cfg, p=p)
   h = layers.rms_norm(x_BxTxD, p["attn_norm"], cfg.rms_eps)
-  q = jnp.einsum("btd,dhk->bthk", h, w("q"))
-  k = jnp.einsum("btd,dhk->bthk", h, w("k"))
-  v = jnp.einsum("btd,dhk->bthk", h, w("v"))
+  q = proj(h, name="q", eq="btd,dhk->bthk")
+  k = proj(h, name="k", eq="btd,dhk->bthk")
+  v = proj(h, name="v", eq="btd,dhk->bthk")
   if cfg.qkv_bias:
-    q, k, v = q + w("q_bias"), k + w("k_bias"), v + w("v_bias")
+    q, k, v = (q + p["q_bias"].astype(dt), k + p["k_bias"].astype(dt),
+               v + p["v_bias"].astype(dt))
   q = constrain(layers.apply_rope(q, cos, sin), ("batch", "length", "act_heads", None))
   k = constrain(layers.apply_rope(k, cos, sin), ("batch", "length", "act_kv_heads", None))
   a, aux = attend(q, k, v)
-  x = x_BxTxD + jnp.einsum("bthk,hkd->btd", a, w("o"))
+  x = x_BxTxD + proj(a, name="o", eq="bthk,hkd->btd")
   x = constrain(x, ("batch", "length", "act_embed"))
   h = layers.rms_norm(x, p["mlp_norm"], cfg.rms_eps)
-  g = jnp.einsum("btd,df->btf", h, w("gate"))
-  u = jnp.einsum("btd,df->btf", h, w("up"))
+  g = proj(h, name="gate", eq="btd,df->btf")
+  u = proj(h, name="up", eq="btd,df->btf")
   m = constrain(jax.nn.silu(g) * u, ("batch", "length", "act_mlp"))
-  x = x + jnp.einsum("btf,fd->btd", m, w("down"))
+  x = x + proj(m, name="down", eq="btf,fd->btd")
   return constrain(x, ("batch", "length", "act_embed")), aux
 
 

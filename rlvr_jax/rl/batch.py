@@ -87,7 +87,9 @@ class BatchSpec:
   logprobs: (params, tokens_RxS, attn_mask_RxS, T) -> logp_RxT of the last T tokens, a
     teacher-forced pass; used for old log-probs when `recompute_old_logp`, and for the
     reference.
-  ref_params: the frozen reference policy when the loss has a KL term, else None.
+  ref_logprobs: (params, tokens_RxS, attn_mask_RxS, T) -> logp_RxT under the frozen
+    reference policy when the loss has a KL term, else None; `params` are the current
+    ones (a LoRA reference is their base, `models.lora.base`).
   rows_sharding: where the training rows go (global arrays; None keeps host numpy).
   trim_responses: cut the response columns at the batch's longest response (`trim_responses`).
   svs: the synthesis settings of an SvS step (`rl/svs.py`), None for RLVR.
@@ -99,7 +101,7 @@ class BatchSpec:
   mask_truncated: bool = False
   recompute_old_logp: bool = False
   logprobs: Callable[..., Any] | None = None
-  ref_params: Any = None
+  ref_logprobs: Callable[..., Any] | None = None
   keep_sampling_logp: bool = False
   rows_sharding: Any = None
   trim_responses: bool = False
@@ -206,9 +208,9 @@ def to_devices(params: Any, spec: BatchSpec, train: TrainBatch) -> TrainBatch:
   if spec.recompute_old_logp:
     train = train._replace(old_logp_RxT=spec.logprobs(params, train.tokens_RxS,
                                                       train.attn_mask_RxS, resp_len))
-  if spec.ref_params is not None:
-    train = train._replace(ref_logp_RxT=spec.logprobs(spec.ref_params, train.tokens_RxS,
-                                                      train.attn_mask_RxS, resp_len))
+  if spec.ref_logprobs is not None:
+    train = train._replace(ref_logp_RxT=spec.ref_logprobs(params, train.tokens_RxS,
+                                                          train.attn_mask_RxS, resp_len))
   return jax.block_until_ready(train)  # so time_logprobs is the passes', not the update's
 
 

@@ -33,6 +33,11 @@ def base_config() -> ml_collections.ConfigDict:
                                        # models.ModelConfig.attention: einsum | dot_product
                                        # (cuDNN flash on GPU) | chunked (long sequences)
                                        "attention": "einsum", "attention_chunk": 512})
+  # LoRA (models/lora.py): rank > 0 trains adapters on the `targets` projections (any of
+  # q,k,v,o,gate,up,down) with scale alpha / rank, the base frozen; the KL reference is then
+  # the base itself. rank 0 (the default) is full fine-tuning. dropout: only 0.
+  c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, dropout=0.0,
+                                          targets="q,k,v,o,gate,up,down"))
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   c.num_devices = 0  # 0: all of jax.devices(); n: the first n (tests compare 1 vs 8)
   c.logical_axis_rules = ()  # empty: sharding.DEFAULT_RULES

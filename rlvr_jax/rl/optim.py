@@ -12,6 +12,8 @@ import ml_collections
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from rlvr_jax.models import lora
+
 
 def lr_schedule(opt_cfg: ml_collections.ConfigDict) -> optax.Schedule:
   """Linear warm-up from lr/warmup to lr over `warmup_steps` updates, then constant."""
@@ -32,10 +34,18 @@ def make_optimizer(opt_cfg: ml_collections.ConfigDict) -> optax.GradientTransfor
   )
 
 
-def init_state(params: Any, optimizer: optax.GradientTransformation, mesh: Any) -> dict:
+def trainable(params: Any, adapters_only: bool) -> Any:
+  """What the optimizer updates: every parameter, or (LoRA) the adapter leaves alone."""
+  return lora.split(params)[0] if adapters_only else params
+
+
+def init_state(params: Any, optimizer: optax.GradientTransformation, mesh: Any,
+               adapters_only: bool = False) -> dict:
   """{params, opt_state, step}; optimizer moments follow the params' shardings and the
-  scalars (step, Adam count) are replicated over `mesh`, so jit sees one device set."""
+  scalars (step, Adam count) are replicated over `mesh`, so jit sees one device set. With
+  `adapters_only` (LoRA) the moments exist for the adapter leaves alone."""
   repl = NamedSharding(mesh, PartitionSpec())
-  state = {"params": params, "opt_state": jax.jit(optimizer.init)(params), "step": jnp.int32(0)}
+  opt_state = jax.jit(optimizer.init)(trainable(params, adapters_only))
+  state = {"params": params, "opt_state": opt_state, "step": jnp.int32(0)}
   on_mesh = lambda x: isinstance(x.sharding, NamedSharding) and x.sharding.mesh == mesh
   return jax.tree.map(lambda x: x if on_mesh(x) else jax.device_put(x, repl), state)
