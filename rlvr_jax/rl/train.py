@@ -30,7 +30,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from rlvr_jax import advantages, data as data_lib, models, multihost, sampling_text, sharding, tasks
-from rlvr_jax.rl import batch as batch_lib, checkpointing, logger, loss as loss_lib
+from rlvr_jax.models import lora
+from rlvr_jax.rl import adapters, batch as batch_lib, checkpointing, logger, loss as loss_lib
 from rlvr_jax.rl import objectives, optim, skipping, stats, svs, update as update_lib, warmstart
 
 BATCH_FNS = {"rlvr": batch_lib.make_batch, "svs": svs.make_batch}
@@ -69,6 +70,7 @@ def validate(config: ml_collections.ConfigDict, num_data_devices: int) -> None:
                           entropy_coef=ls.entropy_coef)
   if config.algorithm == "svs":
     validate_svs(config)
+  lora.from_config(config.lora)  # a bad LoRA block fails here
   advantages.from_config(config.advantage)  # unknown estimator names fail here
   if config.schedule.switch_at:
     advantages.from_config(config.schedule.advantage)
@@ -158,13 +160,16 @@ def initial_policy(config: ml_collections.ConfigDict, params: Any, warm_dir: str
 
 
 def make_update(config: ml_collections.ConfigDict, cfg: models.ModelConfig, optimizer: Any,
-                state_sh: Any, rows_sh: NamedSharding, repl: NamedSharding) -> Any:
+                state_sh: Any, rows_sh: NamedSharding, repl: NamedSharding,
+                adapters_only: bool = False) -> Any:
   """The jitted RL update `(state, TrainBatch, denom, M) -> (state, metrics)` over M
-  micro-batches (static: one program per M, and per batch shape), state donated."""
+  micro-batches (static: one program per M, and per batch shape), state donated; with
+  `adapters_only` (LoRA) only the adapter leaves train."""
   loss_fn = functools.partial(objectives.pg_loss_fn, cfg=cfg, loss_cfg=config.loss,
                               chunk_size=config.rl.logprob_chunk)
   step = functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
-                           agg=config.loss.agg, schedule=optim.lr_schedule(config.optimizer))
+                           agg=config.loss.agg, schedule=optim.lr_schedule(config.optimizer),
+                           adapters_only=adapters_only)
   return jax.jit(lambda state, batch, denom, num_micro: step(state, batch, denom,
                                                              num_micro=num_micro),
                  in_shardings=(state_sh, rows_sh, repl), out_shardings=(state_sh, repl),
@@ -182,7 +187,7 @@ def make_logprobs(config: ml_collections.ConfigDict, cfg: models.ModelConfig, pa
 
 
 def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task: Any,
-               tokenizer: Any, mesh: Any, rules: Any, ref_params: Any,
+               tokenizer: Any, mesh: Any, rules: Any, ref_logprobs: Any,
                logprobs: Any, rows_sh: NamedSharding | None = None) -> batch_lib.BatchSpec:
   """How `make_batch` samples, verifies and fills in log-probs, from the `rl` / `loss` blocks."""
   rl = config.rl
@@ -196,7 +201,7 @@ def batch_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task:
       batch_prompts=rl.batch_prompts // jax.process_count(),  # this process's block
       dynamic_sampling=rl.dynamic_sampling,
       max_tries=rl.max_sampling_tries, mask_truncated=rl.mask_truncated,
-      recompute_old_logp=rl.recompute_old_logp, logprobs=logprobs, ref_params=ref_params,
+      recompute_old_logp=rl.recompute_old_logp, logprobs=logprobs, ref_logprobs=ref_logprobs,
       keep_sampling_logp=config.loss.tis_cap > 0, rows_sharding=rows_sh,
       trim_responses=rl.trim_padding,
       svs=svs_spec(config, cfg, task, tokenizer, mesh, rules) if config.algorithm == "svs" else None)
@@ -321,6 +326,18 @@ def reference_params(params: Any) -> Any:
   return jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=shardings)(params)
 
 
+def reference_logprobs(config: ml_collections.ConfigDict, cfg: models.ModelConfig,
+                       logprobs: Any, params_sh: Any, rows_sh: NamedSharding,
+                       ref_params: Any) -> Any:
+  """`(params, tokens_RxS, attn_mask_RxS, T) -> logp_RxT` under the KL reference, the policy
+  RL starts from: the frozen copy `ref_params` through the policy's `logprobs` program, or,
+  with `ref_params` None (LoRA), the current params' base: adapters off, no copy."""
+  if ref_params is not None:
+    return lambda _, tok, am, t: logprobs(ref_params, tok, am, t)
+  base_logprobs = make_logprobs(config, cfg, lora.base(params_sh), rows_sh)
+  return lambda p, tok, am, t: base_logprobs(lora.base(p), tok, am, t)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str,
         stop: checkpointing.StopFlag | None = None) -> dict[str, float]:
   """Trains per `config` in `workdir` (resuming if it has a checkpoint); returns last metrics."""
@@ -355,26 +372,41 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       run_warmstart = lambda p: warmstart.run(p, cfg, task, tokenizer, train, config, mesh,
                                               rows_sh, writer, stop)
       kl = config.loss.kl_coef > 0
+      lora_spec = lora.from_config(config.lora)  # None: full fine-tuning
+      # A LoRA run needs its base on resume too: the checkpoint holds only the adapters.
       params = initial_policy(config, params, os.path.join(workdir, "warmstart"), run_warmstart,
-                              needed=latest is None or kl, resuming=latest is not None)
+                              needed=latest is None or kl or lora_spec is not None,
+                              resuming=latest is not None)
       if params is None:
         logging.warning("SIGTERM during the warm start: stopping; it starts over on resume")
         return {}
-      ref_params = reference_params(params) if kl else None
+      ref_params = reference_params(params) if kl and lora_spec is None else None
+      if lora_spec is not None:
+        adapters.check_base(workdir, config, params)
+        cfg, params = adapters.add(params, cfg, lora_spec, mesh, rules,
+                                   jax.random.PRNGKey(config.seed + 3))
+        logging.info("LoRA rank %d on %s: %d trainable parameters", lora_spec.rank,
+                     ",".join(lora_spec.targets), lora.num_params(cfg, lora_spec))
       optimizer = optim.make_optimizer(config.optimizer)
-      state = optim.init_state(params, optimizer, mesh)
+      state = optim.init_state(params, optimizer, mesh, adapters_only=lora_spec is not None)
       rng, rl_step = jax.random.PRNGKey(config.seed + 1), 0
       prompts = data_lib.prompt_iterator(train, batch_size=rl.batch_prompts // jax.process_count(),
                                          seed=config.seed)  # this process's block of each batch
       from rlvr_jax.rl import history as history_lib  # noqa: PLC0415 (one user, here)
       history = history_lib.ProblemHistory(**config.history)  # this process's problems
       if latest is not None:
-        state, rng, meta = ckpt.restore(latest, state, rng, prompts, history)
+        loaded, rng, meta = ckpt.restore(latest, adapters.saved(state, lora_spec), rng,
+                                         prompts, history)
+        state = adapters.restored(state, loaded, lora_spec)
         rl_step = int(meta["rl_step"])
       state_sh = jax.tree.map(lambda x: x.sharding, state)
-      update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl)
-      spec = batch_spec(config, cfg, task, tokenizer, mesh, rules, ref_params,
-                        make_logprobs(config, cfg, state_sh["params"], rows_sh), rows_sh)
+      update = make_update(config, cfg, optimizer, state_sh, rows_sh, repl,
+                           adapters_only=lora_spec is not None)
+      logprobs = make_logprobs(config, cfg, state_sh["params"], rows_sh)
+      ref_logprobs = (reference_logprobs(config, cfg, logprobs, state_sh["params"], rows_sh,
+                                         ref_params) if kl else None)
+      spec = batch_spec(config, cfg, task, tokenizer, mesh, rules, ref_logprobs, logprobs,
+                        rows_sh)
       take_rows = make_take_rows(rows_sh, repl, config.loss.agg)
       update_mbs = functools.partial(update_minibatches, skip=skips_zero_advantage(config),
                                      num_micro=rl.micro_batches,
@@ -414,7 +446,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
         writer.advance(1, reward=last["reward_mean"], loss=last["loss"])
         stopping = bool(stop)
         if rl_step % config.checkpoint.every == 0 or rl_step == rl.steps or stopping:
-          ckpt.save(rl_step, state, rng, {"rl_step": rl_step}, prompts, history=history)
+          ckpt.save(rl_step, adapters.saved(state, lora_spec), rng, {"rl_step": rl_step}, prompts,
+                    history=history)
         if config.eval.every and rl_step % config.eval.every == 0 and rl_step < rl.steps:
           evaluate(rl_step)
       if stopping:
@@ -430,9 +463,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     from rlvr_jax import checkpoints
     # The char tokenizer has no HF form; pretrained policies' tokenizers are saved alongside.
     tok = tokenizer if hasattr(tokenizer, "save_pretrained") else None
+    # With LoRA: the merged weights (W + scale * A @ B) as a plain HF model, and the adapters
+    # alone in PEFT's layout beside it.
     params = multihost.gather(state["params"])  # a collective: every process takes part
     if lead:
       checkpoints.export_hf(params, cfg, os.path.join(workdir, "hf_export"), tok)
+      if lora_spec is not None:
+        checkpoints.export_peft(params, cfg, lora_spec, os.path.join(workdir, "lora_export"),
+                                base_model=config.model.path or config.model.preset)
     multihost.sync("export_hf")
   if config.plot_at_end and lead:
     from rlvr_jax import plot
