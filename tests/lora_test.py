@@ -75,6 +75,8 @@ def test_adapter_shapes_axes_and_count():
   # Hand count: r * (in + out) a projection and layer.
   by_hand = l * r * ((d + h * dh) + 2 * (d + k * dh) + (h * dh + d) + 2 * (d + f) + (f + d))
   assert counted == lora.num_params(CFG, SPEC) == by_hand
+  bf16 = lora.init_adapters(CFG.replace(param_dtype="bfloat16"), SPEC, jax.random.PRNGKey(0))
+  assert {x.dtype for x in jax.tree.leaves(bf16)} == {jnp.dtype(jnp.float32)}
   axes = lora.logical_axes(CFG, SPEC)["layers"]
   assert axes["q_lora_a"] == ("layers", "embed", None)
   assert axes["o_lora_b"] == ("layers", None, "embed")

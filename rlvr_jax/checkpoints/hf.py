@@ -16,7 +16,7 @@ import safetensors
 import safetensors.numpy
 
 from rlvr_jax.checkpoints import convert
-from rlvr_jax.models import ModelConfig, RopeScaling
+from rlvr_jax.models import ModelConfig, RopeScaling, lora
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 _HF_DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -169,23 +169,58 @@ def load_hf(directory: str, mesh: jax.sharding.Mesh | None = None, rules: Any = 
   return cfg, params
 
 
+def _host(x: Any) -> np.ndarray:
+  return np.asarray(jax.device_get(x))
+
+
+def _host_device() -> jax.Device | None:
+  """The CPU device where there is one (None: the default device)."""
+  try:
+    return jax.devices("cpu")[0]
+  except RuntimeError:  # JAX_PLATFORMS leaves the CPU backend out
+    return None
+
+
+def _merged_layer(layers: dict[str, Any], leaf: str, i: int, scale: float) -> np.ndarray:
+  """Layer i of `leaf` with its LoRA adapters merged in (`lora.merge`), on the host CPU:
+  one layer's weight at a time, never the whole merged model on an accelerator."""
+  names = (leaf, leaf + "_lora_a", leaf + "_lora_b")
+  one = {"layers": {n: _host(layers[n][i:i + 1]) for n in names}}
+  with jax.default_device(_host_device()):
+    return _host(lora.merge(one, scale)["layers"][leaf])[0]
+
+
 def _hf_tensors(cfg: ModelConfig, params: dict[str, Any]) -> Iterable[tuple[str, np.ndarray]]:
-  """(HF name, numpy array) pairs, one leaf on the host at a time."""
+  """(HF name, numpy array) pairs, one leaf on the host at a time; a LoRA-adapted leaf
+  with its adapters merged in (W + cfg.lora_scale * A @ B), layer by layer."""
   top = {"embed": "model.embed_tokens.weight", "final_norm": "model.norm.weight"}
   if not cfg.tie_embeddings:
     top["lm_head"] = "lm_head.weight"
   for leaf, name in top.items():
-    yield name, np.ascontiguousarray(convert.to_hf_layout(cfg, leaf, np.asarray(params[leaf])))
+    yield name, np.ascontiguousarray(convert.to_hf_layout(cfg, leaf, _host(params[leaf])))
+  layers = params["layers"]
   for leaf, template in convert._hf_layer_names(cfg).items():
-    stacked = np.asarray(jax.device_get(params["layers"][leaf]))
+    adapted = leaf + "_lora_a" in layers
+    stacked = None if adapted else _host(layers[leaf])
     for i in range(cfg.num_layers):
-      w = convert.to_hf_layout(cfg, leaf, stacked[i])
-      yield template.format(i=i), np.ascontiguousarray(w)
+      w = _merged_layer(layers, leaf, i, cfg.lora_scale) if adapted else stacked[i]
+      yield template.format(i=i), np.ascontiguousarray(convert.to_hf_layout(cfg, leaf, w))
 
 
 def export_hf(params: dict[str, Any], cfg: ModelConfig, directory: str, tokenizer: Any = None,
               architecture: str | None = None, max_shard_bytes: int = 2 << 30) -> None:
-  """Writes config.json + safetensors (sharded with an index past `max_shard_bytes`)."""
+  """Writes config.json + safetensors (sharded with an index past `max_shard_bytes`).
+
+  `params` may be device or host arrays. Params with LoRA adapters (`models/lora.py`)
+  are written merged, each adapted weight as `lora.merge` makes it (W + cfg.lora_scale
+  * A @ B, the product in float32 on the host), so the directory is a plain HF model
+  that transformers loads; `export_peft` writes the adapters alone.
+  """
+  layers = set(params["layers"])
+  adapted = {n.rsplit("_lora_", 1)[0] for n in layers if lora.is_adapter(n)}
+  unpaired = sorted(t for t in adapted if not {t + "_lora_a", t + "_lora_b"} <= layers)
+  if unpaired:
+    raise ValueError(f"export_hf: LoRA adapters of {unpaired} lack their A or B leaf")
   os.makedirs(directory, exist_ok=True)
   hf = config_to_hf(cfg, architecture)
   shards: list[dict[str, np.ndarray]] = [{}]

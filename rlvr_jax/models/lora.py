@@ -92,7 +92,12 @@ def logical_axes(cfg: ModelConfig, spec: LoraSpec) -> Params:
 
 
 def init_adapters(cfg: ModelConfig, spec: LoraSpec, key: jax.Array) -> Params:
-  """{'layers': {...}}: A uniform in +-1/sqrt(fan_in) (PEFT's default), B zero, param dtype."""
+  """{'layers': {...}}: A uniform in +-1/sqrt(fan_in) (PEFT's default), B zero.
+
+  Adapters keep float32 master weights whatever the base's `param_dtype` (a bfloat16
+  base is the memory saver; the adapters are small, and bfloat16 Adam steps on them
+  would round away); the layer casts them to the compute dtype like every weight.
+  """
   shapes = _adapter_shapes(cfg, spec)
   keys = jax.random.split(key, len(spec.targets))
   layers: Params = {}
@@ -101,8 +106,8 @@ def init_adapters(cfg: ModelConfig, spec: LoraSpec, key: jax.Array) -> Params:
     b_shape, _ = shapes[name + "_lora_b"]
     bound = 1.0 / math.sqrt(math.prod(a_shape[:-1]))
     a = jax.random.uniform(k, (cfg.num_layers,) + a_shape, jnp.float32, -bound, bound)
-    layers[name + "_lora_a"] = a.astype(cfg.jnp_param_dtype)
-    layers[name + "_lora_b"] = jnp.zeros((cfg.num_layers,) + b_shape, cfg.jnp_param_dtype)
+    layers[name + "_lora_a"] = a
+    layers[name + "_lora_b"] = jnp.zeros((cfg.num_layers,) + b_shape, jnp.float32)
   return {"layers": layers}
 
 
