@@ -80,7 +80,7 @@ def main() -> None:
   os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=true"
   import jax
   import torch
-  from rlvr_jax import checkpoints, sampling, sampling_text
+  from rlvr_jax import checkpoints, sampling
 
   torch.set_num_threads(args.threads)
   cfg, params, tok = checkpoints.load_policy("smollm2_135m_instruct")
@@ -93,7 +93,7 @@ def main() -> None:
   t_new = args.new_tokens
   results = []
   for batch in [int(b) for b in args.batches.split(",")]:
-    tokens_BxP, mask_BxP = sampling_text.encode_prompts(tok, _prompts(batch), chat=True,
+    tokens_BxP, mask_BxP = sampling.text.encode_prompts(tok, _prompts(batch), chat=True,
                                                         pad_id=cfg.pad_id)
 
     def run_jax(seed):

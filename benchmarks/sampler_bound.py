@@ -99,13 +99,13 @@ def main() -> None:
   args = ap.parse_args()
   import jax
   import sampler_bench
-  from rlvr_jax import checkpoints, sampling, sampling_text
+  from rlvr_jax import checkpoints, sampling
 
   cfg, params, tok = checkpoints.load_policy("smollm2_135m_instruct")
   mats = _matmul_weights(params, cfg)
   hf = sampler_bench.load_hf(params, cfg) if args.hf else None
   for batch in [int(b) for b in args.batches.split(",")]:
-    tokens_BxP, mask_BxP = sampling_text.encode_prompts(tok, sampler_bench._prompts(batch),
+    tokens_BxP, mask_BxP = sampling.text.encode_prompts(tok, sampler_bench._prompts(batch),
                                                         chat=True, pad_id=cfg.pad_id)
     prefill_s = _median_seconds(lambda: jax.block_until_ready(sampling.sample(
         params, cfg, tokens_BxP, mask_BxP, jax.random.PRNGKey(0), num_samples=1,

@@ -96,14 +96,12 @@ def test_decoder_with_each_attention_matches_einsum_in_training_and_prefill(impl
   want, _ = models.forward_hidden(params, base, tokens, positions, mask)
   got, _ = models.forward_hidden(params, cfg, tokens, positions, mask)
   np.testing.assert_allclose(np.asarray(got)[live], np.asarray(want)[live], rtol=1e-5, atol=1e-5)
-  # Prefill into a KV cache longer than the prompt.
-  cache = models.init_cache(base, 3, 20)
-  want_c, cache_w = models.forward_hidden(params, base, tokens, positions, mask, cache, 0)
-  got_c, cache_g = models.forward_hidden(params, cfg, tokens, positions, mask, cache, 0)
-  np.testing.assert_allclose(np.asarray(got_c)[live], np.asarray(want_c)[live], rtol=1e-5,
-                             atol=1e-5)
-  np.testing.assert_allclose(np.asarray(cache_g["k"]), np.asarray(cache_w["k"]), rtol=1e-5,
-                             atol=1e-5)
+  # Prefill: the keys and values every layer returns for the KV cache.
+  _, (want_k, want_v) = models.forward_hidden(params, base, tokens, positions, mask,
+                                              return_kv=True)
+  _, (got_k, got_v) = models.forward_hidden(params, cfg, tokens, positions, mask, return_kv=True)
+  np.testing.assert_allclose(np.asarray(got_k), np.asarray(want_k), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(got_v), np.asarray(want_v), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("impl", ["dot_product", "chunked"])

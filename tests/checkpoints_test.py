@@ -17,7 +17,7 @@ import safetensors.numpy
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from rlvr_jax import checkpoints, models, sampling_text  # noqa: E402
+from rlvr_jax import checkpoints, models, sampling  # noqa: E402
 from rlvr_jax.checkpoints import gguf_io  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +76,7 @@ def test_tiny_qwen2_parity_with_transformers(tmp_path):
   model, path = _random_hf_model("qwen2", tmp_path)
   cfg, params, _ = checkpoints.load_policy(path, tokenizer=False)
   assert cfg.qkv_bias and cfg.tie_embeddings and "lm_head" not in params
-  tokens, mask = sampling_text.left_pad(PROMPTS_TINY, 0)
+  tokens, mask = sampling.text.left_pad(PROMPTS_TINY, 0)
   err = _max_err_real(_jax_logits(params, cfg, tokens, mask), _torch_logits(model, tokens, mask),
                       mask)
   print(f"tiny qwen2 max abs logit diff {err:.2e}")
@@ -92,7 +92,7 @@ def test_tiny_llama_parity_with_transformers_with_llama3_rope(tmp_path):
   cfg, params, _ = checkpoints.load_policy(path, tokenizer=False)
   assert not cfg.tie_embeddings and not cfg.qkv_bias and "lm_head" in params
   assert cfg.rope_scaling == models.RopeScaling(4.0, 1.0, 4.0, 64)
-  tokens, mask = sampling_text.left_pad(PROMPTS_TINY, 0)
+  tokens, mask = sampling.text.left_pad(PROMPTS_TINY, 0)
   err = _max_err_real(_jax_logits(params, cfg, tokens, mask), _torch_logits(model, tokens, mask),
                       mask)
   print(f"tiny llama max abs logit diff {err:.2e}")
@@ -113,7 +113,7 @@ def test_export_round_trip_through_transformers(tmp_path, shard_bytes):
   sharded = os.path.exists(os.path.join(out, "model.safetensors.index.json"))
   assert sharded == (shard_bytes < 1 << 20)
   model = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
-  tokens, mask = sampling_text.left_pad(PROMPTS_TINY, 0)
+  tokens, mask = sampling.text.left_pad(PROMPTS_TINY, 0)
   err = _max_err_real(_jax_logits(params, cfg, tokens, mask), _torch_logits(model, tokens, mask),
                       mask)
   assert err <= PARITY_ATOL
@@ -127,7 +127,7 @@ def test_smollm2_gguf_parity_memory_and_tokenizer(tmp_path):
   tok = gguf_io.load_gguf_tokenizer(path)
   texts = ["What is 12 * 7?", "Hello!", "Solve the maze:\n#.#\n..S"]
   prompts = [tok(t).input_ids for t in texts]
-  tokens, mask = sampling_text.left_pad(prompts, 2)
+  tokens, mask = sampling.text.left_pad(prompts, 2)
   assert len(set(len(p) for p in prompts)) == 3
 
   # JAX side in a fresh process (run while torch loads here): its peak RSS is

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from rlvr_jax import data as data_lib, sampling_text
+from rlvr_jax import data as data_lib, sampling
 from rlvr_jax.rl import checkpointing, logger, rollout, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,7 +36,7 @@ def test_math_runlocal_grades_with_math_verify_and_resumes_the_data_stream(
   assert c.rl.steps == 2 and c.task.name == "math"
   train.validate(c, 1)
   drawn: list[list[dict]] = []  # the examples of each generate call
-  original_generate, original_decode = rollout.generate, sampling_text.decode_responses
+  original_generate, original_decode = rollout.generate, sampling.text.decode_responses
   stop = checkpointing.StopFlag()
 
   def generate(params, cfg, task, tokenizer, examples, key, **kw):
@@ -51,7 +51,7 @@ def test_math_runlocal_grades_with_math_verify_and_resumes_the_data_stream(
             for r, t in enumerate(texts)]
 
   monkeypatch.setattr(rollout, "generate", generate)
-  monkeypatch.setattr(sampling_text, "decode_responses", decode_responses)
+  monkeypatch.setattr(sampling.text, "decode_responses", decode_responses)
   work = str(tmp_path / "w")
   # Step 1, then a stop (as SIGTERM would set it): saved at step 1, run() returns.
   original_write = logger.MetricWriter.write

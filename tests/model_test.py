@@ -82,8 +82,9 @@ def test_bad_config_and_inputs_raise():
   tokens, positions, mask = _left_padded([3], 4, cfg.vocab_size)
   with pytest.raises(ValueError, match="same"):
     models.forward_hidden(params, cfg, tokens, positions[:, :3], mask)
-  with pytest.raises(ValueError, match="together"):
-    models.forward_hidden(params, cfg, tokens, positions, mask, cache_index=0)
+  keys = jnp.zeros((2, 1, 5, 2, 8))
+  with pytest.raises(ValueError, match="cannot hold"):
+    models.kv_cache.from_prefill(keys, keys, jnp.ones((1, 5)), slots=4)
 
 
 def test_left_padding_does_not_change_real_tokens():
@@ -113,9 +114,14 @@ def test_causality():
 
 @pytest.mark.parametrize("tie", [True, False])
 def test_kv_cache_prefill_and_decode_match_full_forward(tie):
+  """The prompt's keys and values from the training forward, laid out by
+  `kv_cache.from_prefill` (each prompt's row repeated twice), then one decode step a token:
+  the same logits as one full forward over prompt + tokens."""
+  from rlvr_jax.models import kv_cache
+  from rlvr_jax.sampling import decode
   cfg = _cfg(tie_embeddings=tie)
   params = models.init_params(cfg, _key(3))
-  lengths, p, new = [5, 2, 7], 7, 4
+  lengths, p, new, repeat = [5, 2, 7], 7, 4, 2
   tokens, positions, mask = _left_padded(lengths, p + new, cfg.vocab_size, seed=4)
   # Make the last `new` tokens real for every row: a left-padded prompt of
   # length `p` followed by `new` generated tokens.
@@ -124,35 +130,29 @@ def test_kv_cache_prefill_and_decode_match_full_forward(tie):
   positions = jnp.cumsum(mask, axis=1) - 1
   full = _full_logits(params, cfg, tokens, positions, mask)
 
-  fwd = jax.jit(models.forward_hidden, static_argnums=1)
-  cache = models.init_cache(cfg, len(lengths), p + new + 3)
-  h, cache = fwd(params, cfg, tokens[:, :p], positions[:, :p], mask[:, :p], cache, 0)
-  step_logits = [models.logits(params, cfg, h)]
+  h, (keys, values) = models.forward_hidden(params, cfg, tokens[:, :p], positions[:, :p],
+                                            mask[:, :p], return_kv=True)
+  assert keys.shape == (cfg.num_layers, 3, p, cfg.num_kv_heads, cfg.head_dim)
+  slots = p + new + 3
+  cache = kv_cache.from_prefill(keys, values, mask[:, :p], slots, repeat)
+  assert len(cache.keys) == cfg.num_layers
+  assert cache.keys[0].shape == (3 * repeat, cfg.num_kv_heads, slots, cfg.head_dim)
+  rep = lambda x: jnp.repeat(x, repeat, axis=0)
+  step_logits = [rep(models.logits(params, cfg, h))]
+  step = jax.jit(lambda c, tok, pos, slot: decode.step(params, decode.split_layers(params), cfg,
+                                                       tok, pos, c, slot))
   for i in range(p, p + new):
-    h, cache = fwd(params, cfg, tokens[:, i:i + 1], positions[:, i:i + 1], mask[:, i:i + 1],
-                   cache, i)
-    step_logits.append(models.logits(params, cfg, h))
+    cache = cache._replace(mask_RxS=cache.mask_RxS.at[:, i].set(True))
+    h, cache = step(cache, rep(tokens[:, i]), rep(positions[:, i]), i)
+    step_logits.append(models.logits(params, cfg, h[:, None]))
   inc = jnp.concatenate(step_logits, axis=1)
-  real = np.asarray(mask)
-  np.testing.assert_allclose(np.asarray(inc)[real], np.asarray(full)[real], atol=2e-5, rtol=0)
-  np.testing.assert_array_equal(np.asarray(cache["mask"])[:, :p + new], real)
-  assert not np.asarray(cache["mask"])[:, p + new:].any()
-
-
-def test_chunked_prefill_matches_full_forward():
-  # Two prefill chunks of 3 and 4 tokens give the same logits as one pass.
-  cfg = _cfg()
-  params = models.init_params(cfg, _key(5))
-  tokens, positions, mask = _left_padded([7, 4], 7, cfg.vocab_size, seed=6)
-  full = _full_logits(params, cfg, tokens, positions, mask)
-  cache = models.init_cache(cfg, 2, 8)
-  h1, cache = models.forward_hidden(params, cfg, tokens[:, :3], positions[:, :3], mask[:, :3],
-                                    cache, 0)
-  h2, cache = models.forward_hidden(params, cfg, tokens[:, 3:], positions[:, 3:], mask[:, 3:],
-                                    cache, 3)
-  inc = jnp.concatenate([models.logits(params, cfg, h1), models.logits(params, cfg, h2)], 1)
-  real = np.asarray(mask)
-  np.testing.assert_allclose(np.asarray(inc)[real], np.asarray(full)[real], atol=2e-5, rtol=0)
+  real = np.asarray(rep(mask))
+  np.testing.assert_allclose(np.asarray(inc)[real], np.asarray(rep(full))[real], atol=2e-5,
+                             rtol=0)
+  np.testing.assert_array_equal(np.asarray(cache.mask_RxS)[:, :p + new], real)
+  assert not np.asarray(cache.mask_RxS)[:, p + new:].any()
+  # Unwritten slots are still zero.
+  assert not np.asarray(cache.keys[0])[:, :, p + new:].any()
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 5, 64])

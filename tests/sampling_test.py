@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rlvr_jax import models, sampling, sampling_ops, sharding
+from rlvr_jax import models, sampling, sharding
 
 TINY = models.preset("tiny")
 
@@ -148,7 +148,7 @@ def test_nucleus_threshold_matches_sort_on_both_paths():
   for logits in (peaked, flat, jnp.concatenate([peaked, flat])):
     e = jnp.exp(logits - logits.max(1, keepdims=True))
     for top_p in (0.5, 0.9, 0.95):
-      t = sampling_ops.nucleus_threshold(e, top_p)
+      t = sampling.ops.nucleus_threshold(e, top_p)
       ref = _allowed_sets(np.asarray(logits, np.float64), 0, top_p)
       np.testing.assert_array_equal(np.asarray(e >= t[:, None]), ref)
 
@@ -158,7 +158,7 @@ def test_nucleus_threshold_keeps_ties_whole():
   uniform = jnp.ones((1, 1000))
   tied = jnp.concatenate([jnp.full((1, 300), 1.0), jnp.full((1, 700), 1e-3)], axis=1)
   for e, top_p, kept in ((uniform, 0.5, 1000), (tied, 0.5, 300), (tied, 0.999, 1000)):
-    t = sampling_ops.nucleus_threshold(e, top_p)
+    t = sampling.ops.nucleus_threshold(e, top_p)
     assert int(jnp.sum(e >= t[:, None])) == kept, (top_p, kept)
 
 
@@ -166,9 +166,9 @@ def test_inverse_cdf_only_returns_positive_weights():
   w = jnp.zeros((3, 700)).at[0, 5].set(1.0).at[1, 699].set(2.0).at[2, 300].set(0.5)
   w = w.at[2, 301].set(0.5)
   u = jnp.array([0.0, 0.999999, 0.75])
-  np.testing.assert_array_equal(np.asarray(sampling_ops.inverse_cdf(u, w)), [5, 699, 301])
+  np.testing.assert_array_equal(np.asarray(sampling.ops.inverse_cdf(u, w)), [5, 699, 301])
   u1 = jnp.full((3,), jnp.nextafter(jnp.float32(1), jnp.float32(0)))
-  assert np.asarray(w[jnp.arange(3), sampling_ops.inverse_cdf(u1, w)] > 0).all()
+  assert np.asarray(w[jnp.arange(3), sampling.ops.inverse_cdf(u1, w)] > 0).all()
 
 
 def test_eos_stops_rows_independently(tiny_params):
@@ -204,9 +204,9 @@ def test_same_key_same_tokens_and_bucketing(tiny_params):
   # Extra all-padding columns fall in the same bucket and change nothing.
   wide_t = np.pad(tokens, ((0, 0), (4, 0)))
   wide_m = np.pad(mask, ((0, 0), (4, 0)))
-  before = sampling._prefill._cache_size()
+  before = sampling.sampler._prefill._cache_size()
   b = sampling.sample(tiny_params, TINY, wide_t, wide_m, jax.random.PRNGKey(1), **kw)
-  assert sampling._prefill._cache_size() == before  # no new program
+  assert sampling.sampler._prefill._cache_size() == before  # no new program
   np.testing.assert_array_equal(np.asarray(a.tokens_RxT), np.asarray(b.tokens_RxT))
   c = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(2), **kw)
   assert not np.array_equal(np.asarray(a.tokens_RxT), np.asarray(c.tokens_RxT))
@@ -279,10 +279,10 @@ def smollm(tmp_path_factory):
 
 def test_greedy_equals_transformers_generate(smollm):
   import torch
-  from rlvr_jax import sampling_text
+  from rlvr_jax import sampling
   cfg, params, tok, hf = smollm
   t_new = 64
-  tokens, mask = sampling_text.encode_prompts(tok, _QUESTIONS, chat=True, pad_id=cfg.pad_id)
+  tokens, mask = sampling.text.encode_prompts(tok, _QUESTIONS, chat=True, pad_id=cfg.pad_id)
   lengths = mask.sum(1)
   assert len(set(lengths.tolist())) == len(_QUESTIONS)  # prompts of different lengths
   out = sampling.sample(params, cfg, tokens, mask, jax.random.PRNGKey(0), num_samples=1,

@@ -102,20 +102,34 @@ def test_sharded_params_and_forward_match_single_device(mesh_cfg):
 
 
 def test_sharded_kv_cache_decode_matches_single_device():
+  """Prefill 5 tokens into the cache, decode the 6th, on a data x fsdp x tensor mesh: each
+  layer's buffer is [R, K, S, Dh] with rows over (data, fsdp) and KV heads over tensor, and
+  the logits are the single-device full forward's."""
+  from rlvr_jax.models import kv_cache
+  from rlvr_jax.sampling import decode
   mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
   params = sharding.init_sharded(lambda k: models.init_params(CFG, k),
                                  models.param_logical_axes(CFG), mesh, None, _key(1))
   tokens, positions, mask = _batch(seed=1)
-  cache_shape = jax.eval_shape(lambda: models.init_cache(CFG, 8, 8))
-  cache = sharding.init_sharded(lambda: models.init_cache(CFG, 8, 8), models.CACHE_AXES, mesh,
-                                None)
-  assert cache["k"].sharding.spec == P(None, ("data", "fsdp"), None, "tensor", None)
-  assert jax.tree.map(lambda x: x.shape, cache) == jax.tree.map(lambda x: x.shape, cache_shape)
+  mask = mask.at[:, 5].set(True)  # the decoded token is real in every row
+  positions = jnp.cumsum(mask, 1) - 1
+  empty = jax.jit(lambda: kv_cache.init(CFG, 8, 8))
+  spec4 = lambda x: tuple(x.sharding.spec) + (None,) * (4 - len(x.sharding.spec))
+  want_spec = (("data", "fsdp"), "tensor", None, None)
   with sharding.use_mesh(mesh):
-    step = jax.jit(lambda p, c, tok, pos, m, i: models.forward_hidden(p, CFG, tok, pos, m, c, i))
-    h, cache = step(params, cache, tokens[:, :5], positions[:, :5], mask[:, :5], 0)
-    h2, cache = step(params, cache, tokens[:, 5:], positions[:, 5:], mask[:, 5:], 5)
-  out = np.asarray(models.logits(params, CFG, jnp.concatenate([h, h2], 1)))
+    assert spec4(empty().keys[0]) == want_spec
+
+    @jax.jit
+    def run(p, tok, pos, m):
+      h, (k, v) = models.forward_hidden(p, CFG, tok[:, :5], pos[:, :5], m[:, :5], return_kv=True)
+      cache = kv_cache.from_prefill(k, v, m[:, :5], 8)
+      cache = cache._replace(mask_RxS=cache.mask_RxS.at[:, 5].set(True))
+      h2, cache = decode.step(p, decode.split_layers(p), CFG, tok[:, 5], pos[:, 5], cache, 5)
+      return jnp.concatenate([h, h2[:, None]], 1), cache
+
+    h, cache = run(params, tokens, positions, mask)
+  assert spec4(cache.keys[0]) == want_spec
+  out = np.asarray(models.logits(params, CFG, h))
   ref = _single_device_logits(jax.device_get(params), tokens, positions, mask)
   real = np.asarray(mask)
   np.testing.assert_allclose(out[real], ref[real], atol=1e-5, rtol=0)

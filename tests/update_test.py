@@ -36,8 +36,8 @@ def _state(params, optimizer):
 
 def _rows(prompts: list[str], responses: list[str], t: int) -> batch_lib.TrainBatch:
   """Char-tokenized prompt + response (+ EOS) rows, the response as loss tokens."""
-  from rlvr_jax import sampling_text
-  prompt_BxP, pmask_BxP = sampling_text.encode_prompts(TOK, prompts, chat=False, pad_id=0)
+  from rlvr_jax import sampling
+  prompt_BxP, pmask_BxP = sampling.text.encode_prompts(TOK, prompts, chat=False, pad_id=0)
   resp_BxT = np.zeros((len(prompts), t), np.int32)
   rmask_BxT = np.zeros((len(prompts), t), np.int32)
   for i, r in enumerate(responses):

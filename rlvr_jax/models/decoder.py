@@ -18,7 +18,6 @@ from rlvr_jax.models.config import ModelConfig
 from rlvr_jax.sharding import constrain
 
 Params = dict[str, Any]
-Cache = dict[str, jax.Array]
 INIT_STD = 0.02  # HF initializer_range for Llama and Qwen2
 
 
@@ -84,18 +83,6 @@ def init_params(cfg: ModelConfig, key: jax.Array) -> Params:
     else:
       out.append((INIT_STD * jax.random.normal(k, sds.shape, jnp.float32)).astype(sds.dtype))
   return jax.tree.unflatten(treedef, out)
-
-
-CACHE_AXES = {"k": ("layers", "cache_batch", "cache_seq", "kv_heads", "head_dim"),
-              "v": ("layers", "cache_batch", "cache_seq", "kv_heads", "head_dim"),
-              "mask": ("cache_batch", "cache_seq")}
-
-
-def init_cache(cfg: ModelConfig, batch_size: int, max_len: int) -> Cache:
-  """Empty KV cache: k, v [L, B, S, K, Dh] in the compute dtype, mask [B, S]."""
-  shape = (cfg.num_layers, batch_size, max_len, cfg.num_kv_heads, cfg.head_dim)
-  return {"k": jnp.zeros(shape, cfg.jnp_dtype), "v": jnp.zeros(shape, cfg.jnp_dtype),
-          "mask": jnp.zeros((batch_size, max_len), jnp.bool_)}
 
 
 @functools.cache
@@ -167,68 +154,31 @@ def _remat(cfg: ModelConfig, fn: Any) -> Any:
 
 
 def forward_hidden(params: Params, cfg: ModelConfig, tokens_BxT: jax.Array,
-                   positions_BxT: jax.Array, mask_BxT: jax.Array, cache: Cache | None = None,
-                   cache_index: jax.Array | int | None = None
-                   ) -> tuple[jax.Array, Cache | None]:
-  """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
-
-  Without a cache, token i attends to real tokens j <= i. With one, the T new
-  keys go to slots [cache_index, cache_index + T) and attend causally to all
-  real slots before them.
+                   positions_BxT: jax.Array, mask_BxT: jax.Array, return_kv: bool = False
+                   ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+  """Final-norm hidden states [B, T, D] (compute dtype); token i attends to real tokens
+  j <= i. With `return_kv`, also every layer's keys (after RoPE) and values,
+  [L, B, T, K, Dh] each: what prefill puts in the KV cache (`models/kv_cache.py`).
   """
   if tokens_BxT.ndim != 2 or positions_BxT.shape != tokens_BxT.shape or (
       mask_BxT.shape != tokens_BxT.shape):
     raise ValueError(f"tokens {tokens_BxT.shape}, positions {positions_BxT.shape} and mask "
                      f"{mask_BxT.shape} must all be the same [B, T] shape")
-  if (cache is None) != (cache_index is None):
-    raise ValueError("cache and cache_index must be given together")
-  b, t = tokens_BxT.shape
+  t = tokens_BxT.shape[1]
   mask_BxT = mask_BxT.astype(jnp.bool_)
   x = params["embed"].astype(cfg.jnp_dtype)[tokens_BxT]
   x = constrain(x, ("batch", "length", "act_embed"))
   cos, sin = layers.rope_angles(positions_BxT, cfg)
+  causal_TxT = jnp.tril(jnp.ones((t, t), jnp.bool_))
+  allowed = causal_TxT[None] & mask_BxT[:, None, :]
 
-  if cache is None:
-    causal_TxT = jnp.tril(jnp.ones((t, t), jnp.bool_))
-    allowed = causal_TxT[None] & mask_BxT[:, None, :]
+  def step(x, p):
+    attend = lambda q, k, v: (layers.attention(q, k, v, allowed, cfg.attention,
+                                               cfg.attention_chunk), (k, v) if return_kv else None)
+    return layer(cfg, x, p, cos, sin, attend)
 
-    def step(x, p):
-      attend = lambda q, k, v: (layers.attention(q, k, v, allowed, cfg.attention,
-                                                 cfg.attention_chunk), None)
-      x, _ = layer(cfg, x, p, cos, sin, attend)
-      return x, None
-
-    x, _ = jax.lax.scan(_remat(cfg, step), x, params["layers"])
-    new_cache = None
-  else:
-    if cache["k"].shape[1] != b:
-      raise ValueError(f"cache batch {cache['k'].shape[1]} != tokens batch {b}")
-    s = cache["k"].shape[2]
-    idx = jnp.asarray(cache_index, jnp.int32)
-    cache_mask_BxS = jax.lax.dynamic_update_slice(cache["mask"], mask_BxT, (0, idx))
-    slot_S = jnp.arange(s)
-    causal_TxS = slot_S[None, :] <= idx + jnp.arange(t)[:, None]
-    allowed = causal_TxS[None] & cache_mask_BxS[:, None, :]
-
-    def step(carry, p):
-      x, ck, cv, l = carry
-
-      def attend(q, k, v):
-        ck2 = jax.lax.dynamic_update_slice(ck, k.astype(ck.dtype)[None], (l, 0, idx, 0, 0))
-        cv2 = jax.lax.dynamic_update_slice(cv, v.astype(cv.dtype)[None], (l, 0, idx, 0, 0))
-        keys = jax.lax.dynamic_index_in_dim(ck2, l, keepdims=False).astype(k.dtype)
-        values = jax.lax.dynamic_index_in_dim(cv2, l, keepdims=False).astype(v.dtype)
-        return layers.attention(q, keys, values, allowed, cfg.attention,
-                                cfg.attention_chunk), (ck2, cv2)
-
-      x, (ck, cv) = layer(cfg, x, p, cos, sin, attend)
-      return (x, ck, cv, l + 1), None
-
-    init = (x, cache["k"], cache["v"], jnp.int32(0))
-    (x, ck, cv, _), _ = jax.lax.scan(_remat(cfg, step), init, params["layers"])
-    new_cache = {"k": ck, "v": cv, "mask": cache_mask_BxS}
-  x = layers.rms_norm(x, params["final_norm"], cfg.rms_eps)
-  return x, new_cache
+  x, kv = jax.lax.scan(_remat(cfg, step), x, params["layers"])
+  return layers.rms_norm(x, params["final_norm"], cfg.rms_eps), kv
 
 
 def _head(params: Params, cfg: ModelConfig) -> jax.Array:

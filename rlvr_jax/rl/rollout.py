@@ -3,7 +3,7 @@
 Shape letters: B problems, N rollouts a problem, R = B * N rows (problem-major,
 row b * N + n), P prompt tokens (left-padded to a `sampling.bucket_length`), T
 response tokens. Host-side (numpy) bookkeeping lives here; the device work is
-`sampling.sample`, the text work `sampling_text`.
+`sampling.sample`, the text work `sampling.text`.
 """
 
 import dataclasses
@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from rlvr_jax import multihost, sampling, sampling_text, tasks
+from rlvr_jax import multihost, sampling, tasks
 
 
 def prompt(task: Any, example: Any, chat: bool) -> Any:
@@ -100,7 +100,7 @@ def sample(params: Any, cfg: Any, tokenizer: Any, prompts: Sequence[Any], key: j
   processes (one width for the global arrays), and the rollouts are those of
   this process's rows.
   """
-  prompt_BxP, mask_BxP = sampling_text.encode_prompts(tokenizer, prompts, chat=chat,
+  prompt_BxP, mask_BxP = sampling.text.encode_prompts(tokenizer, prompts, chat=chat,
                                                       pad_id=cfg.pad_id, max_len=max_prompt_len)
   width = multihost.max_over(prompt_BxP.shape[1])
   if width > prompt_BxP.shape[1]:  # left padding with mask 0: never seen by attention or loss
@@ -118,7 +118,7 @@ def sample(params: Any, cfg: Any, tokenizer: Any, prompts: Sequence[Any], key: j
                   sampling_logprobs_RxT=out.sampling_logprobs_RxT.astype(np.float32),
                   entropy_RxT=out.entropy_RxT.astype(np.float32),
                   lengths_R=out.lengths_R.astype(np.int32), finished_R=out.finished_R.astype(bool),
-                  responses=sampling_text.decode_responses(tokenizer, out),
+                  responses=sampling.text.decode_responses(tokenizer, out),
                   rewards_BxN=np.zeros((len(prompts), num_samples), np.float32))
 
 

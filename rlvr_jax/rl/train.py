@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlvr_jax import advantages, data as data_lib, models, multihost, sampling_text, sharding, tasks
+from rlvr_jax import advantages, data as data_lib, models, multihost, sampling, sharding, tasks
 from rlvr_jax.models import lora
 from rlvr_jax.rl import adapters, batch as batch_lib, checkpointing, logger, loss as loss_lib
 from rlvr_jax.rl import objectives, optim, skipping, stats, svs, update as update_lib, warmstart
@@ -221,7 +221,7 @@ def svs_spec(config: ml_collections.ConfigDict, cfg: models.ModelConfig, task: A
       max_prompt_len=syn_len, max_new_tokens=rl.max_new_tokens,
       temperature=rl.temperature if sv.temperature < 0 else sv.temperature,
       top_p=rl.top_p if sv.top_p < 0 else sv.top_p, chat=chat, mesh=mesh, rules=rules)
-  encode = lambda p: len(sampling_text.encode(tokenizer, p, chat=chat))
+  encode = lambda p: len(sampling.text.encode(tokenizer, p, chat=chat))
   local_devices = mesh.shape["data"] * mesh.shape["fsdp"] // jax.process_count()
   return svs.SvsSpec(
       task=task, sample=lambda p, prompts, key, examples: sample(p, prompts=prompts, key=key,

@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 import tqdm
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rlvr_jax import data as data_lib, multihost, sampling_text
+from rlvr_jax import data as data_lib, multihost, sampling
 from rlvr_jax.rl import objectives, optim, rollout, svs, update as update_lib
 from rlvr_jax.rl.batch import TrainBatch
 
@@ -43,7 +43,7 @@ def sft_batch(task: Any, tokenizer: Any, examples: list, *, target_field: str, c
     else:
       prompts.append(rollout.prompt(task, ex, chat))
       targets.append(str(ex[target_field]))
-  prompt_BxP, pmask_BxP = sampling_text.encode_prompts(tokenizer, prompts, chat=chat,
+  prompt_BxP, pmask_BxP = sampling.text.encode_prompts(tokenizer, prompts, chat=chat,
                                                        pad_id=pad_id, max_len=max_prompt_len)
   b = len(examples)
   resp_BxT = np.full((b, max_new_tokens), pad_id, np.int32)

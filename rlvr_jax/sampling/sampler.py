@@ -10,7 +10,7 @@ Two compiled programs per shape bucket:
 - decode (R, S, T): a `lax.while_loop` that feeds the last token, draws the
   next, stops a row at its first EOS and leaves the loop once every row has
   stopped. The cache is donated to it and lives in the loop carry as one
-  [R, K, S, Dh] buffer a layer, written in place (see `sampling_decode`).
+  [R, K, S, Dh] buffer a layer, written in place (`models/kv_cache.py`, `decode.py`).
 Prompt lengths are padded (on the left) to 16, 24, 32, 48, 64, 96, ... (see
 `bucket_length`), so a run compiles a handful of programs rather than one per
 batch.
@@ -26,8 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
-from rlvr_jax import models, multihost, sampling_decode, sharding
-from rlvr_jax.sampling_ops import StepOut, check_controls, sample_step
+from rlvr_jax import models, multihost, sharding
+from rlvr_jax.models import kv_cache
+from rlvr_jax.sampling import decode as decode_lib
+from rlvr_jax.sampling.ops import StepOut, check_controls, sample_step
 
 _MIN_BUCKET = 16
 
@@ -74,27 +76,19 @@ def _controls(temperature: float, top_p: float, top_k: int, greedy: bool) -> dic
               greedy=bool(greedy))
 
 
-def _constrain_cache(cache: models.decoder.Cache) -> models.decoder.Cache:
-  return {name: sharding.constrain(x, models.CACHE_AXES[name]) for name, x in cache.items()}
-
-
 @functools.partial(jax.jit, static_argnames=("cfg", "num_samples", "cache_len", "controls",
                                              "mesh", "rules"))
 def _prefill(params, tokens_BxP, mask_BxP, key, *, cfg, num_samples, cache_len, controls,
              mesh, rules):
-  """Per-layer caches and slot mask with the prompts in slots [0, P), first tokens, lengths."""
+  """The KV cache with the prompts in slots [0, P) (rows repeated), first tokens, lengths."""
   with _maybe_mesh(mesh, rules):
-    b, p = tokens_BxP.shape
     positions_BxP = jnp.maximum(jnp.cumsum(mask_BxP, axis=1) - 1, 0)
-    cache = _constrain_cache(models.init_cache(cfg, b, cache_len))
-    hidden_BxPxD, cache = models.forward_hidden(params, cfg, tokens_BxP, positions_BxP, mask_BxP,
-                                                cache, 0)
+    hidden_BxPxD, (keys, values) = models.forward_hidden(params, cfg, tokens_BxP, positions_BxP,
+                                                         mask_BxP, return_kv=True)
+    cache = kv_cache.from_prefill(keys, values, mask_BxP, cache_len, num_samples)
     # Left padding puts every prompt's last real token at column P - 1.
     logits_BxV = models.logits(params, cfg, hidden_BxPxD[:, -1:])[:, 0]
     rep = lambda x, axis: jnp.repeat(x, num_samples, axis=axis)
-    cache = _constrain_cache({"k": rep(cache["k"], 1), "v": rep(cache["v"], 1),
-                              "mask": rep(cache["mask"], 0)})
-    cache = (sampling_decode.to_layer_caches(cache), cache["mask"])
     logits_RxV = sharding.constrain(rep(logits_BxV, 0), ("batch", "act_vocab"))
     first = sample_step(jax.random.fold_in(key, 0), logits_RxV, **dict(controls))
     prompt_len_R = rep(jnp.sum(mask_BxP, axis=1, dtype=jnp.int32), 0)
@@ -113,7 +107,7 @@ def _decode(params, cache, first: StepOut, prompt_len_R, key, *, cfg, max_new_to
   """
   with _maybe_mesh(mesh, rules):
     r, t = first.tokens_R.shape[0], max_new_tokens
-    layer_params = sampling_decode.split_layers(params)
+    layer_params = decode_lib.split_layers(params)
     eos_E = jnp.asarray(eos_ids if eos_ids else (-1,), jnp.int32)
     is_eos = lambda tok_R: jnp.any(tok_R[:, None] == eos_E[None, :], axis=1)
 
@@ -142,12 +136,11 @@ def _decode(params, cache, first: StepOut, prompt_len_R, key, *, cfg, max_new_to
       # Token i - 1 sits at position len + i - 1 and goes to cache slot P + i - 1.
       live_R = ~done_R
       slot = prompt_slots + i - 1
-      layer_caches, mask_RxS = cache
-      mask_RxS = jax.lax.dynamic_update_slice(mask_RxS, live_R[:, None], (0, slot))
+      mask_RxS = jax.lax.dynamic_update_slice(cache.mask_RxS, live_R[:, None], (0, slot))
       # Slots past `slot` are still unwritten (mask 0), so the mask alone is causal.
-      hidden_RxD, layer_caches = sampling_decode.step(
-          params, layer_params, cfg, last_R, prompt_len_R + i - 1, mask_RxS, layer_caches, slot)
-      cache = (layer_caches, mask_RxS)
+      hidden_RxD, cache = decode_lib.step(params, layer_params, cfg, last_R,
+                                          prompt_len_R + i - 1, cache._replace(mask_RxS=mask_RxS),
+                                          slot)
       logits_RxV = models.logits(params, cfg, hidden_RxD[:, None])[:, 0]
       out = sample_step(jax.random.fold_in(key, i), logits_RxV, **dict(controls))
       bufs = write(bufs, i, out, live_R)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from rlvr_jax.sampling import SampleOutput, bucket_length
+from rlvr_jax.sampling.sampler import SampleOutput, bucket_length
 
 Messages = list[dict[str, str]]
 
