@@ -9,8 +9,18 @@ prompts x 32 rollouts, on a v5p slice of 32 chips):
         --mesh=data=1,fsdp=-1,tensor=1 --rows=1024 --micro=16 --prompt_len=1024 \
         --resp_len=2048 --remat=full
 
+With `--lora_rank` > 0 it compiles the LoRA train step instead (`models/lora.py`: the
+base frozen, adapters on `--lora_targets`, `train_step(..., adapters_only=True)`, Adam
+moments for the adapters alone), e.g. rank 16 on all seven projections on one v5p chip:
+
+    python benchmarks/tpu_fit.py --preset=qwen2_5_7b --topology=v5p:1x1x1 \
+        --mesh=data=1,fsdp=-1,tensor=1 --rows=1024 --micro=1024 --prompt_len=1024 \
+        --resp_len=2048 --remat=full --attention=chunked --attention_chunk=1024 \
+        --lora_rank=16 --lora_alpha=32
+
 Prints one JSON line per compiled program: per-device bytes of arguments,
-outputs, temporaries and the total against the chip's HBM.
+outputs, temporaries and the total against the chip's HBM, and the train state's
+bytes per chip (`state_gib`: base params, adapters, optimizer state, step).
 """
 
 import argparse
@@ -33,6 +43,7 @@ from jax.experimental import topologies  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from rlvr_jax import config_utils, models, multihost, sharding  # noqa: E402
+from rlvr_jax.models import lora  # noqa: E402
 from rlvr_jax.rl import objectives, optim, update as update_lib  # noqa: E402
 from rlvr_jax.rl.batch import TrainBatch  # noqa: E402
 
@@ -63,14 +74,23 @@ def hbm_bytes(device: jax.Device, topology: str) -> int:
   raise ValueError(f"HBM size of {device.device_kind!r} ({topology}) unknown; add it to HBM_GIB")
 
 
-def abstract_state(cfg: models.ModelConfig, optimizer, mesh, rules):
-  """ShapeDtypeStructs with shardings for {params, opt_state, step}: nothing allocated."""
-  param_shapes = jax.eval_shape(lambda k: models.init_params(cfg, k), jax.random.key(0))
-  param_sh = sharding.logical_sharding(models.param_logical_axes(cfg), mesh, rules, param_shapes)
+def abstract_state(cfg: models.ModelConfig, optimizer, mesh, rules,
+                   spec: lora.LoraSpec | None = None):
+  """ShapeDtypeStructs with shardings for {params, opt_state, step}: nothing allocated.
+
+  With a LoRA `spec` the params carry its adapter leaves and the optimizer state is the
+  adapters' alone (`optim.init_state(..., adapters_only=True)`)."""
+  init = lambda k: models.init_params(cfg, k)
+  axes = models.param_logical_axes(cfg)
+  if spec is not None:
+    init = lambda k: lora.join(lora.init_adapters(cfg, spec, k), models.init_params(cfg, k))
+    axes = lora.join(lora.logical_axes(cfg, spec), axes)
+  param_shapes = jax.eval_shape(init, jax.random.key(0))
+  param_sh = sharding.logical_sharding(axes, mesh, rules, param_shapes)
   params = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         param_shapes, param_sh)
   # Optimizer moments are shaped like the params and take their shardings; counts replicate.
-  opt_shapes = jax.eval_shape(optimizer.init, params)
+  opt_shapes = jax.eval_shape(optimizer.init, optim.trainable(params, spec is not None))
   repl = NamedSharding(mesh, PartitionSpec())
   by_shape = {}
   for s, sh in zip(jax.tree.leaves(param_shapes), jax.tree.leaves(param_sh)):
@@ -80,6 +100,17 @@ def abstract_state(cfg: models.ModelConfig, optimizer, mesh, rules):
       opt_shapes)
   return {"params": params, "opt_state": opt,
           "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=repl)}
+
+
+def state_bytes(state: dict) -> dict:
+  """Bytes per chip of the train state's parts: each leaf's shard on one device."""
+  def per_chip(tree) -> int:
+    return sum(int(np.prod(x.sharding.shard_shape(x.shape))) * x.dtype.itemsize
+               for x in jax.tree.leaves(tree))
+  adapters, base = lora.split(state["params"])
+  parts = {"params": per_chip(base), "adapters": per_chip(adapters),
+           "opt_state": per_chip(state["opt_state"]), "step": per_chip(state["step"])}
+  return dict(parts, total=sum(parts.values()))
 
 
 def abstract_batch(rows: int, prompt_len: int, resp_len: int, mesh, rules) -> TrainBatch:
@@ -112,7 +143,8 @@ def host_row_blocks(mesh, rows: int, rules=None) -> dict:
   return {"hosts": len(hosts), "rows_process_major": bool(ok)}
 
 
-def compile_train_step(cfg, mesh, rules, args) -> dict:
+def lower_train_step(cfg, mesh, rules, args, spec: lora.LoraSpec | None = None):
+  """(lowered train step, its abstract train state); LoRA's adapters-only step with `spec`."""
   opt_cfg = ml_collections.ConfigDict(dict(lr=1e-6, warmup_steps=10, max_grad_norm=1.0, b1=0.9,
                                            b2=0.999, eps=1e-8, weight_decay=0.01))
   loss_cfg = ml_collections.ConfigDict(dict(eps_low=0.2, eps_high=0.28, dual_clip=0.0,
@@ -122,13 +154,13 @@ def compile_train_step(cfg, mesh, rules, args) -> dict:
   loss_fn = functools.partial(objectives.pg_loss_fn, cfg=cfg, loss_cfg=loss_cfg,
                               chunk_size=args.logprob_chunk)
   fn = functools.partial(update_lib.train_step, loss_fn=loss_fn, optimizer=optimizer,
-                         num_micro=args.micro, agg="token-mean")
+                         num_micro=args.micro, agg="token-mean", adapters_only=spec is not None)
   with sharding.use_mesh(mesh, rules):
-    state = abstract_state(cfg, optimizer, mesh, rules)
+    state = abstract_state(cfg, optimizer, mesh, rules, spec)
     batch = abstract_batch(args.rows, args.prompt_len, args.resp_len, mesh, rules)
     state_sh = jax.tree.map(lambda s: s.sharding, state)
     lowered = jax.jit(fn, out_shardings=(state_sh, None), donate_argnums=0).lower(state, batch)
-  return lowered.compile()
+  return lowered, state
 
 
 def report(name: str, compiled, hbm: int, extra: dict) -> dict:
@@ -161,6 +193,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
   ap.add_argument("--attention", default="einsum", choices=models.config.ATTENTION_IMPLS,
                   help="ModelConfig.attention of the training pass")
   ap.add_argument("--attention_chunk", type=int, default=512, help="query block of 'chunked'")
+  ap.add_argument("--lora_rank", type=int, default=0,
+                  help="LoRA adapters of this rank, the base frozen; 0: full fine-tuning")
+  ap.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA scale is alpha / rank")
+  ap.add_argument("--lora_targets", default=",".join(lora.TARGETS),
+                  help="projections LoRA adapts, of " + ",".join(lora.TARGETS))
   args = ap.parse_args(argv)
 
   if args.rows % args.micro:
@@ -171,15 +208,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
   cfg = models.preset(args.preset, remat=args.remat, param_dtype=args.param_dtype,
                       dtype="bfloat16", attention=args.attention,
                       attention_chunk=args.attention_chunk)
+  spec = None
+  if args.lora_rank:
+    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    spec = lora.LoraSpec(rank=args.lora_rank, alpha=args.lora_alpha, targets=targets)
+    cfg = cfg.replace(lora_scale=spec.scale)
   extra = {"preset": args.preset, "topology": args.topology, "chips": len(devices),
            "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "rows": args.rows,
            "micro": args.micro, "prompt_len": args.prompt_len, "resp_len": args.resp_len,
            "remat": args.remat, "param_dtype": args.param_dtype, "attention": args.attention,
            "attention_chunk": args.attention_chunk,
-           "num_params": cfg.num_params(), **host_row_blocks(mesh, args.rows)}
+           "num_params": cfg.num_params(), **host_row_blocks(mesh, args.rows),
+           "lora_rank": args.lora_rank,
+           "lora": None if spec is None else {"alpha": spec.alpha, "targets": list(spec.targets),
+                                              "num_params": lora.num_params(cfg, spec)}}
   hbm = hbm_bytes(devices[0], args.topology)
+  lowered, state = lower_train_step(cfg, mesh, None, args, spec)
+  state_b = state_bytes(state)
+  extra["state_gib"] = {k: round(v / 2**30, 3) for k, v in state_b.items()}
+  extra["state_bytes"] = state_b
   try:
-    compiled = compile_train_step(cfg, mesh, None, args)
+    compiled = lowered.compile()
   except jax.errors.JaxRuntimeError as e:
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise

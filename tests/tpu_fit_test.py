@@ -36,6 +36,21 @@ def test_tiny_policy_train_step_compiles_for_a_v5e_slice_and_fits():
   assert state / 2 <= b["arguments"] <= state * 0.6
 
 
+def test_lora_train_step_keeps_optimizer_state_for_the_adapters_alone():
+  out = _run("--preset=tiny", "--topology=v5e:2x2", "--mesh=data=2,fsdp=2,tensor=1",
+             "--rows=16", "--micro=2", "--prompt_len=32", "--resp_len=32", "--remat=none",
+             "--lora_rank=4", "--lora_alpha=8", "--lora_targets=q,v,down")
+  assert out["lora"]["targets"] == ["q", "v", "down"] and out["fits"]
+  s, n = out["state_bytes"], out["lora"]["num_params"]
+  # float32 adapters, some of their dims split over fsdp=2; Adam's two moments (and its
+  # step counts) for them alone; the frozen base is its fp32 weights, no moments.
+  assert 4 * n / 2 <= s["adapters"] <= 4 * n
+  assert 2 * s["adapters"] <= s["opt_state"] <= 2 * s["adapters"] + 64
+  assert 4 * out["num_params"] / 2 <= s["params"] <= 4 * out["num_params"] * 0.6
+  assert s["total"] == s["params"] + s["adapters"] + s["opt_state"] + s["step"]
+  assert out["bytes"]["aliased"] >= s["total"] - s["step"]
+
+
 def test_bad_arguments_are_refused():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, SCRIPT, "--preset=tiny", "--topology=v5e:2x2",
