@@ -1,4 +1,4 @@
-"""Compile the RL train step for a TPU slice on a CPU host, and report HBM fit.
+"""Compile the RL train step and the sampler for a TPU slice on a CPU host, and report HBM fit.
 
 Needs `pip install -e ".[tpu]"` (libtpu); no TPU is used: the program is
 compiled ahead of time for a topology description, with abstract weights, so
@@ -17,6 +17,15 @@ moments for the adapters alone), e.g. rank 16 on all seven projections on one v5
         --mesh=data=1,fsdp=-1,tensor=1 --rows=1024 --micro=1024 --prompt_len=1024 \
         --resp_len=2048 --remat=full --attention=chunked --attention_chunk=1024 \
         --lora_rank=16 --lora_alpha=32
+
+`--programs=train_step,prefill,decode` adds the sampler's two programs on the same slice
+and the train state's own params (prefill of `--sample_prompts` prompts of `--prompt_len`
+tokens repeated `--num_samples` times, and the decode loop of `--resp_len` new tokens over
+its donated KV cache), e.g. the 7B math config's sampler (128 x 8 rows, 1024 + 8192):
+
+    python benchmarks/tpu_fit.py --preset=qwen2_5_7b --topology=v5p:2x4x4 --rows=256 \
+        --micro=8 --prompt_len=1024 --resp_len=8192 --attention=chunked \
+        --attention_chunk=1024 --programs=train_step,prefill,decode
 
 Prints one JSON line per compiled program: per-device bytes of arguments,
 outputs, temporaries and the total against the chip's HBM, and the train state's
@@ -163,6 +172,31 @@ def lower_train_step(cfg, mesh, rules, args, spec: lora.LoraSpec | None = None):
   return lowered, state
 
 
+def lower_sampler(cfg, mesh, rules, params, args):
+  """(lowered prefill, lowered decode) of `sampling.sample` for `--sample_prompts` prompts x
+  `--num_samples` rows each, prompts of `--prompt_len` and `--resp_len` new tokens, on the
+  train state's own params (the sampler reads them where they live)."""
+  from rlvr_jax.sampling import sampler
+  b, n = args.sample_prompts, args.num_samples
+  p, t = args.prompt_len, args.resp_len
+  prompt_sh = NamedSharding(mesh, sharding.logical_to_spec(("batch", "length"), rules, (b, p),
+                                                           mesh))
+  repl = NamedSharding(mesh, PartitionSpec())
+  tokens = jax.ShapeDtypeStruct((b, p), jnp.int32, sharding=prompt_sh)
+  key = jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=repl)
+  controls = tuple(dict(temperature=1.0, top_p=1.0, top_k=0, greedy=False).items())
+  static = dict(cfg=cfg, controls=controls, mesh=mesh, rules=rules)
+  prefill = sampler._prefill.lower(params, tokens, tokens, key, num_samples=n,
+                                   cache_len=p + t, **static)
+  cache, first, prompt_len = prefill.out_info
+  as_input = lambda info: jax.tree.map(
+      lambda i: jax.ShapeDtypeStruct(i.shape, i.dtype, sharding=i.sharding), info)
+  decode = sampler._decode.lower(params, as_input(cache), as_input(first), as_input(prompt_len),
+                                 key, max_new_tokens=t, prompt_slots=p, eos_ids=tuple(cfg.eos_ids),
+                                 pad_id=cfg.pad_id, **static)
+  return prefill, decode
+
+
 def report(name: str, compiled, hbm: int, extra: dict) -> dict:
   m = compiled.memory_analysis()
   total = (m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
@@ -193,6 +227,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
   ap.add_argument("--attention", default="einsum", choices=models.config.ATTENTION_IMPLS,
                   help="ModelConfig.attention of the training pass")
   ap.add_argument("--attention_chunk", type=int, default=512, help="query block of 'chunked'")
+  ap.add_argument("--programs", default="train_step",
+                  help="comma list of train_step, prefill, decode (the sampler's two programs)")
+  ap.add_argument("--sample_prompts", type=int, default=128,
+                  help="prompts of one sampler call (prefill, decode)")
+  ap.add_argument("--num_samples", type=int, default=8, help="rollouts a prompt (sampler)")
   ap.add_argument("--lora_rank", type=int, default=0,
                   help="LoRA adapters of this rank, the base frozen; 0: full fine-tuning")
   ap.add_argument("--lora_alpha", type=float, default=16.0, help="LoRA scale is alpha / rank")
@@ -223,21 +262,41 @@ def main(argv: list[str] | None = None) -> list[dict]:
            "lora": None if spec is None else {"alpha": spec.alpha, "targets": list(spec.targets),
                                               "num_params": lora.num_params(cfg, spec)}}
   hbm = hbm_bytes(devices[0], args.topology)
+  programs = [p.strip() for p in args.programs.split(",") if p.strip()]
+  unknown = sorted(set(programs) - {"train_step", "prefill", "decode"})
+  if unknown or not programs:
+    raise ValueError(f"--programs {args.programs!r}: each must be train_step, prefill or decode")
   lowered, state = lower_train_step(cfg, mesh, None, args, spec)
   state_b = state_bytes(state)
   extra["state_gib"] = {k: round(v / 2**30, 3) for k, v in state_b.items()}
   extra["state_bytes"] = state_b
+  reports = []
+  if "train_step" in programs:
+    reports.append(compile_and_report("train_step", lowered, hbm, extra))
+  if "prefill" in programs or "decode" in programs:
+    sample_extra = dict(extra, sample_prompts=args.sample_prompts, num_samples=args.num_samples,
+                        cache_slots=args.prompt_len + args.resp_len)
+    prefill, decode = lower_sampler(cfg, mesh, None, state["params"], args)
+    for name, low in (("prefill", prefill), ("decode", decode)):
+      if name in programs:
+        reports.append(compile_and_report(name, low, hbm, sample_extra))
+  return reports
+
+
+def compile_and_report(name: str, lowered, hbm: int, extra: dict) -> dict:
+  """Compiles `lowered` for the slice; a program the TPU compiler refuses for HBM is
+  reported as not fitting, with the compiler's message."""
   try:
     compiled = lowered.compile()
   except jax.errors.JaxRuntimeError as e:
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
     # The TPU compiler refuses programs that cannot fit: that is the answer sought.
-    out = {"program": "train_step", **extra, "hbm_gib": round(hbm / 2**30, 3), "fits": False,
+    out = {"program": name, **extra, "hbm_gib": round(hbm / 2**30, 3), "fits": False,
            "compiler": str(e).splitlines()[0][:300]}
     print(json.dumps(out), flush=True)
-    return [out]
-  return [report("train_step", compiled, hbm, extra)]
+    return out
+  return report(name, compiled, hbm, extra)
 
 
 if __name__ == "__main__":

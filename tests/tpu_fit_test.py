@@ -13,12 +13,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "tpu_fit.py")
 
 
-def _run(*args: str) -> dict:
+def _run_all(*args: str) -> list[dict]:
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, env=env,
                         cwd=ROOT, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return [json.loads(line) for line in proc.stdout.strip().splitlines()]
+
+
+def _run(*args: str) -> dict:
+  return _run_all(*args)[-1]
 
 
 def test_tiny_policy_train_step_compiles_for_a_v5e_slice_and_fits():
@@ -49,6 +53,22 @@ def test_lora_train_step_keeps_optimizer_state_for_the_adapters_alone():
   assert 4 * out["num_params"] / 2 <= s["params"] <= 4 * out["num_params"] * 0.6
   assert s["total"] == s["params"] + s["adapters"] + s["opt_state"] + s["step"]
   assert out["bytes"]["aliased"] >= s["total"] - s["step"]
+
+
+def test_sampler_programs_compile_on_the_same_slice_with_the_cache_donated():
+  outs = _run_all("--preset=tiny", "--topology=v5e:2x2", "--mesh=data=2,fsdp=2,tensor=1",
+                  "--rows=16", "--micro=2", "--prompt_len=32", "--resp_len=32", "--remat=none",
+                  "--programs=train_step,prefill,decode", "--sample_prompts=8", "--num_samples=2")
+  assert [o["program"] for o in outs] == ["train_step", "prefill", "decode"]
+  assert all(o["fits"] for o in outs)
+  prefill, decode = outs[1], outs[2]
+  assert decode["cache_slots"] == 64
+  # The KV cache by hand: 4 layers x (keys, values) x 16 rows x 2 KV heads x 64 slots x 32
+  # wide, bfloat16, rows split over the 4 chips; plus the [16, 64] bool slot mask.
+  cache = 4 * 2 * 16 * 2 * 64 * 32 * 2 // 4 + 16 * 64 // 4
+  assert prefill["bytes"]["outputs"] >= cache
+  assert decode["bytes"]["arguments"] >= cache
+  assert decode["bytes"]["aliased"] >= cache  # the loop updates the donated cache in place
 
 
 def test_bad_arguments_are_refused():

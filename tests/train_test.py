@@ -389,3 +389,39 @@ def test_main_command_leaves_metrics_plots_and_checkpoint(tmp_path):
   assert "3" in os.listdir(os.path.join(workdir, "checkpoints"))
   events = [f for f in os.listdir(os.path.join(workdir, "tensorboard")) if f.startswith("events")]
   assert events and os.path.getsize(os.path.join(workdir, "tensorboard", events[0])) > 1000
+
+
+def test_main_command_with_lora_exports_the_merged_model_and_the_adapters(tmp_path):
+  """The README's main command with `--config.lora.rank=8`: it trains, its checkpoint holds
+  the adapters alone, and hf_export/ is the warm-started base plus scale * A @ B of the
+  final adapters (read back from the checkpoint and the warm start, not from the run)."""
+  from rlvr_jax import checkpoints, models
+  from rlvr_jax.models import lora
+  workdir = tmp_path / "w"
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "rlvr_jax.main",
+                         "--config=configs/maze_tiny.py:runlocal", f"--workdir={workdir}",
+                         "--config.lora.rank=8", "--config.lora.alpha=16",
+                         "--config.optimizer.lr=1e-2", "--config.checkpoint.export_hf=True"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  train_recs = _records(workdir, "train")
+  assert [r["step"] for r in train_recs] == [1, 2, 3]
+  assert all(np.isfinite(r["loss"]) for r in train_recs) and train_recs[0]["grad_norm"] > 0
+  assert [r["step"] for r in _records(workdir, "eval")] == [0, 3]
+  adapters = _params(workdir, 3)
+  assert set(adapters) == {"layers"} and len(adapters["layers"]) == 14
+  cfg = models.preset("tiny")
+  base = warmstart.load_params(str(workdir / "warmstart"),
+                               jax.eval_shape(lambda: models.init_params(cfg, jax.random.PRNGKey(0))))
+  want = jax.device_get(lora.merge(lora.join(adapters, base), 16 / 8))
+  _, exported = checkpoints.load_hf(str(workdir / "hf_export"))
+  for name in ("q", "o", "down"):
+    delta = np.abs(np.asarray(want["layers"][name]) - np.asarray(base["layers"][name])).max()
+    assert delta > 1e-4, name  # the adapters moved the weights
+    np.testing.assert_allclose(exported["layers"][name], want["layers"][name], rtol=1e-6,
+                               atol=1e-7, err_msg=name)
+  with open(workdir / "lora_export" / "adapter_config.json") as f:
+    peft_cfg = json.load(f)
+  assert (peft_cfg["r"], peft_cfg["lora_alpha"]) == (8, 16.0)
+  assert os.path.exists(workdir / "lora_export" / "adapter_model.safetensors")
