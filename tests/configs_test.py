@@ -185,6 +185,24 @@ def test_math_qwen_config_has_the_svs_code_settings_and_validates():
     train.validate(c, devices)
 
 
+def test_math_qwen_lora_config_is_the_math_config_sized_for_one_chip():
+  """The one-accelerator LoRA config differs from the pod config in exactly the sizes that
+  benchmarks/RESULTS.md compiled for one v5p chip, and validates on one device."""
+  get_lora = runpy.run_path("configs/math_qwen2_5_7b_lora.py")["get_config"]
+  with pytest.raises(ValueError, match="needs the HF checkpoint directory"):
+    get_lora("")
+  with pytest.raises(ValueError, match="positive rank"):
+    get_lora("ckpt=/c,lora=0")
+  full = _flat(runpy.run_path(MATH_QWEN)["get_config"]("ckpt=/c").to_dict())
+  lora = _flat(get_lora("ckpt=/c,estimator=grpo").to_dict())
+  assert {k: v for k, v in lora.items() if full[k] != v} == {
+      "lora.rank": 16, "lora.alpha": 32.0, "model.param_dtype": "bfloat16",
+      "rl.batch_prompts": 16, "rl.mini_batch_prompts": 16, "rl.micro_batches": 16,
+      "rl.max_new_tokens": 4096, "optimizer.lr": 1e-5, "eval.batch_prompts": 16,
+      "eval.sample_chunk": 8}
+  train.validate(get_lora("ckpt=/c"), 1)
+
+
 SVS_QWEN = "configs/svs_math_qwen2_5_7b.py"
 
 
