@@ -136,7 +136,8 @@ def test_kv_cache_prefill_and_decode_match_full_forward(tie):
   slots = p + new + 3
   cache = kv_cache.from_prefill(keys, values, mask[:, :p], slots, repeat)
   assert len(cache.keys) == cfg.num_layers
-  assert cache.keys[0].shape == (3 * repeat, cfg.num_kv_heads, slots, cfg.head_dim)
+  assert cache.keys[0].shape == (3 * repeat, cfg.num_kv_heads, cfg.head_dim, slots)
+  assert cache.values[0].shape == (3 * repeat, cfg.num_kv_heads, slots, cfg.head_dim)
   rep = lambda x: jnp.repeat(x, repeat, axis=0)
   step_logits = [rep(models.logits(params, cfg, h))]
   step = jax.jit(lambda c, tok, pos, slot: decode.step(params, decode.split_layers(params), cfg,
@@ -152,7 +153,8 @@ def test_kv_cache_prefill_and_decode_match_full_forward(tie):
   np.testing.assert_array_equal(np.asarray(cache.mask_RxS)[:, :p + new], real)
   assert not np.asarray(cache.mask_RxS)[:, p + new:].any()
   # Unwritten slots are still zero.
-  assert not np.asarray(cache.keys[0])[:, :, p + new:].any()
+  assert not np.asarray(cache.keys[0])[..., p + new:].any()
+  assert not np.asarray(cache.values[0])[:, :, p + new:].any()
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 5, 64])
