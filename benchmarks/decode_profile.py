@@ -23,20 +23,8 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _median_seconds(fn, repeats: int) -> float:
-  fn()  # warm-up (compiles)
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return float(np.median(times))
 
 
 @contextlib.contextmanager
@@ -61,6 +49,7 @@ def main() -> None:
   import jax
   import sampler_bench
   import sampler_bound
+  from sampler_bound import _median_seconds
   from rlvr_jax import checkpoints, sampling
 
   cfg, params, tok = checkpoints.load_policy("smollm2_135m_instruct")

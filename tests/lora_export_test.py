@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
+from checkpoints_test import _max_err_real, _torch_logits  # noqa: E402 (tests/ is on the path)
 from rlvr_jax import checkpoints, models  # noqa: E402
 from rlvr_jax.checkpoints import peft_io  # noqa: E402
 from rlvr_jax.models import lora  # noqa: E402
@@ -50,19 +51,6 @@ def _jax_logits(params, cfg, tokens, mask):
   positions = jnp.cumsum(mask, axis=1) - 1
   h, _ = models.forward_hidden(params, cfg, jnp.asarray(tokens), positions, jnp.asarray(mask))
   return np.asarray(models.logits(params, cfg, h))
-
-
-def _torch_logits(model, tokens, mask):
-  positions = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)  # as HF `generate` on left pads
-  with torch.no_grad():
-    out = model(input_ids=torch.tensor(tokens, dtype=torch.long),
-                attention_mask=torch.tensor(mask, dtype=torch.long),
-                position_ids=torch.tensor(positions, dtype=torch.long))
-  return out.logits.float().numpy()
-
-
-def _max_err_real(a, b, mask):
-  return float(np.abs(a - b)[mask.astype(bool)].max())
 
 
 def _load(directory):
