@@ -160,6 +160,11 @@ def use_mesh(mesh: Mesh, rules: Rules | None = None) -> Iterator[Mesh]:
     _ACTIVE.reset(token)
 
 
+def active() -> tuple[Mesh, Rules | None] | None:
+  """The (mesh, rules) `use_mesh` activated, or None outside it."""
+  return _ACTIVE.get()
+
+
 def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
   """`with_sharding_constraint` by logical axis names (no-op without a mesh)."""
   active = _ACTIVE.get()

@@ -71,6 +71,17 @@ def test_sampler_programs_compile_on_the_same_slice_with_the_cache_donated():
   assert decode["bytes"]["aliased"] >= cache  # the loop updates the donated cache in place
 
 
+def test_train_step_with_splash_attention_compiles_for_tpu():
+  # The Pallas splash kernel (Mosaic) inside the train step's shard_map, forward and backward.
+  plain = _run("--preset=tiny", "--topology=v5e:2x2", "--mesh=data=2,fsdp=2,tensor=1",
+               "--rows=16", "--micro=2", "--prompt_len=64", "--resp_len=64", "--remat=full")
+  out = _run("--preset=tiny", "--topology=v5e:2x2", "--mesh=data=2,fsdp=2,tensor=1",
+             "--rows=16", "--micro=2", "--prompt_len=64", "--resp_len=64", "--remat=full",
+             "--attention=splash")
+  assert out["attention"] == "splash" and out["fits"]
+  assert out["bytes"]["arguments"] == plain["bytes"]["arguments"]  # the same state and batch
+
+
 def test_bad_arguments_are_refused():
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, SCRIPT, "--preset=tiny", "--topology=v5e:2x2",

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots")
-ATTENTION_IMPLS = ("einsum", "dot_product", "chunked")
+ATTENTION_IMPLS = ("einsum", "dot_product", "chunked", "splash")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,8 @@ class ModelConfig:
   # Attention without a cache (training, prefill), `layers.ATTENTION`: einsum (scores
   # [T, S] materialized), dot_product (jax.nn.dot_product_attention: cuDNN flash attention on
   # GPU, XLA elsewhere) or chunked (query blocks of `attention_chunk`, rematerialized: memory
-  # [chunk, S] a head in forward and backward).
+  # [chunk, S] a head in forward and backward) or splash (the Pallas splash-attention kernel,
+  # TPU only: `models/splash.py`).
   attention: str = "einsum"
   attention_chunk: int = 512
   # Multiplier of the LoRA adapters' product, alpha / rank (`models/lora.py`); used only

@@ -169,12 +169,17 @@ def forward_hidden(params: Params, cfg: ModelConfig, tokens_BxT: jax.Array,
   x = params["embed"].astype(cfg.jnp_dtype)[tokens_BxT]
   x = constrain(x, ("batch", "length", "act_embed"))
   cos, sin = layers.rope_angles(positions_BxT, cfg)
-  causal_TxT = jnp.tril(jnp.ones((t, t), jnp.bool_))
-  allowed = causal_TxT[None] & mask_BxT[:, None, :]
+  if cfg.attention == "splash":  # the kernel takes the causal structure and the token mask
+    from rlvr_jax.models import splash  # noqa: PLC0415 (Pallas' TPU ops, only when asked for)
+    attention = lambda q, k, v: splash.attention(q, k, v, mask_BxT)
+  else:
+    causal_TxT = jnp.tril(jnp.ones((t, t), jnp.bool_))
+    allowed = causal_TxT[None] & mask_BxT[:, None, :]
+    attention = lambda q, k, v: layers.attention(q, k, v, allowed, cfg.attention,
+                                                 cfg.attention_chunk)
 
   def step(x, p):
-    attend = lambda q, k, v: (layers.attention(q, k, v, allowed, cfg.attention,
-                                               cfg.attention_chunk), (k, v) if return_kv else None)
+    attend = lambda q, k, v: (attention(q, k, v), (k, v) if return_kv else None)
     return layer(cfg, x, p, cos, sin, attend)
 
   x, kv = jax.lax.scan(_remat(cfg, step), x, params["layers"])

@@ -74,6 +74,9 @@ def attention(q_BxTxHxDh: jax.Array, k_BxSxKxDh: jax.Array, v_BxSxKxDh: jax.Arra
                                         mask=allowed_BxTxS[:, None])
   if impl == "chunked":
     return _chunked_attention(q_BxTxHxDh, k_BxSxKxDh, v_BxSxKxDh, allowed_BxTxS, chunk)
+  if impl == "splash":
+    raise ValueError("splash attention takes the token mask, not an [B, T, S] one: it is "
+                     "models/splash.attention, which decoder.forward_hidden calls")
   raise ValueError(f"unknown attention implementation {impl!r}; expected einsum, dot_product "
                    "or chunked")
 

@@ -31,7 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
                                        "dtype": "float32", "param_dtype": "float32",
                                        "remat": "none", "chat": False,
                                        # models.ModelConfig.attention: einsum | dot_product
-                                       # (cuDNN flash on GPU) | chunked (long sequences)
+                                       # (cuDNN flash on GPU) | chunked (long sequences) |
+                                       # splash (Pallas kernel, TPU only)
                                        "attention": "einsum", "attention_chunk": 512})
   # LoRA (models/lora.py): rank > 0 trains adapters on the `targets` projections (any of
   # q,k,v,o,gate,up,down) with scale alpha / rank, the base frozen; the KL reference is then
