@@ -73,7 +73,7 @@ def test_unknown_implementations_fail():
     models.preset("tiny", attention_chunk=0)
   q, k, v, allowed = _inputs()
   with pytest.raises(ValueError, match="unknown attention"):
-    layers.attention(q, k, v, allowed, "splash")
+    layers.attention(q, k, v, allowed, "flash")
 
 
 def _padded_batch(b=3, t=13, seed=0):
