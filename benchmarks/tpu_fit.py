@@ -247,10 +247,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
   cfg = models.preset(args.preset, remat=args.remat, param_dtype=args.param_dtype,
                       dtype="bfloat16", attention=args.attention,
                       attention_chunk=args.attention_chunk)
-  spec = None
-  if args.lora_rank:
-    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
-    spec = lora.LoraSpec(rank=args.lora_rank, alpha=args.lora_alpha, targets=targets)
+  spec = lora.from_config(ml_collections.ConfigDict(dict(
+      rank=args.lora_rank, alpha=args.lora_alpha, dropout=0.0, targets=args.lora_targets)))
+  if spec is not None:
     cfg = cfg.replace(lora_scale=spec.scale)
   extra = {"preset": args.preset, "topology": args.topology, "chips": len(devices),
            "device_kind": devices[0].device_kind, "mesh": dict(mesh.shape), "rows": args.rows,

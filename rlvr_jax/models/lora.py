@@ -129,10 +129,6 @@ def base(params: Params) -> Params:
   return split(params)[1]
 
 
-def has_adapters(params: Params) -> bool:
-  return any(is_adapter(n) for n in params["layers"])
-
-
 def merge(params: Params, scale: float) -> Params:
   """The base tree with each adapted weight replaced by W + scale * A @ B (float32 product,
   cast to W's dtype): the plain model an export writes."""
