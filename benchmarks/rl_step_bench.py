@@ -18,11 +18,17 @@ response, bucketed). Off/off is the full-width, every-row update of before.
   smollm2: SmolLM2-135M-Instruct (embedded GGUF) on math at a CPU size (8 prompts x 8
     rollouts x 128 new tokens): one real batch (sampler, verifier, estimator), then the
     update on that same batch with each of the four switch settings, interleaved, `repeats`
-    times each (medians; the first of each setting compiles and is dropped).
+    times each (medians; the first of each setting compiles and is dropped). The untrained
+    135M policy solves none of these problems, so every group is flat.
+  smollm2_arith: the same update split on a batch with signal: SmolLM2-135M-Instruct after
+    a short SFT warm start (--smollm2_warmstart_steps batches of 16 worked arith solutions,
+    `7+5=12,12-3=9 \\boxed{9}`, cached in --outdir) on arith (2-3 single-digit operands,
+    chat prompts), 8 prompts x 8 rollouts x 128 new tokens.
 
   python benchmarks/rl_step_bench.py --case=maze_tiny --seeds=0,1,2 --steps=12 --outdir=/tmp/b
   python benchmarks/rl_step_bench.py --case=maze_updates --repeats=5 --outdir=/tmp/b
   python benchmarks/rl_step_bench.py --case=smollm2 --repeats=3 --outdir=/tmp/b
+  python benchmarks/rl_step_bench.py --case=smollm2_arith --repeats=2 --outdir=/tmp/b
 """
 
 import argparse
@@ -107,6 +113,40 @@ def smollm2(args) -> dict:
   c = runpy.run_path(os.path.join(ROOT, "configs", "math_smollm2.py"))["get_config"]("runlocal")
   c.rl.update(batch_prompts=8, num_samples=8, mini_batch_prompts=4, micro_batches=2,
               max_new_tokens=args.new_tokens)
+  return update_split(c, args.repeats)
+
+
+def _arith_smollm2_config(args, warm_dir: str, warm_steps: int):
+  """SmolLM2-135M-Instruct on arith (2-3 single-digit operands, chat prompts, boxed answers)
+  at the smollm2 case's size; `warm_steps` of SFT on the task's worked solutions first."""
+  from rlvr_jax.rl.defaults import advantage_block, base_config, paper_settings
+
+  c = base_config()
+  c.task.name = "arith"
+  c.data.splits = {"num_train": 512, "num_test": 8, "seed": 1234, "operands": (2, 3)}
+  paper_settings(c, path="smollm2_135m_instruct", steps=0, micro_batches=2, max_prompt_len=96,
+                 max_new_tokens=args.new_tokens, eval_every=0, checkpoint_every=10**6)
+  c.model.update(dtype="float32", remat="none")  # CPUs have no fast bfloat16
+  c.rl.update(batch_prompts=8, num_samples=8, mini_batch_prompts=4)
+  c.advantage = advantage_block("grpo", 4)
+  c.warmstart.update(steps=warm_steps, batch_size=16, log_every=5, load_dir=warm_dir,
+                     optimizer=dict(lr=args.warmstart_lr, warmup_steps=5, b1=0.9, b2=0.99,
+                                    eps=1e-8, weight_decay=0.0, max_grad_norm=1.0))
+  c.eval.update(every=0, at_start=False, at_end=False)
+  c.checkpoint.update(every=10**6, keep=1, export_hf=False)
+  c.plot_at_end, c.progress = False, False
+  return c
+
+
+def smollm2_arith(args) -> dict:
+  """The update alone on one batch of SmolLM2 warm-started on arith: groups with signal."""
+  from rlvr_jax.rl import train
+
+  warm = os.path.join(args.outdir, "warm_smollm2_arith")
+  if not os.path.exists(os.path.join(warm, "warmstart")):
+    print(f"SFT warm start ({args.smollm2_warmstart_steps} steps) -> {warm}", flush=True)
+    train.run(_arith_smollm2_config(args, "", args.smollm2_warmstart_steps), warm)
+  c = _arith_smollm2_config(args, os.path.join(warm, "warmstart"), 0)
   return update_split(c, args.repeats)
 
 
@@ -213,7 +253,8 @@ def summarize_updates(out: dict) -> str:
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--case", choices=("maze_tiny", "maze_updates", "smollm2"), required=True)
+  p.add_argument("--case", choices=("maze_tiny", "maze_updates", "smollm2", "smollm2_arith"),
+                 required=True)
   p.add_argument("--outdir", required=True)
   p.add_argument("--seeds", default="0,1,2", help="maze_tiny: comma-separated seeds")
   p.add_argument("--steps", type=int, default=12, help="maze_tiny: RL steps a run")
@@ -221,6 +262,9 @@ def main() -> None:
   p.add_argument("--repeats", type=int, default=3,
                  help="smollm2, maze_updates: timed updates a setting")
   p.add_argument("--new_tokens", type=int, default=128, help="smollm2: max_new_tokens")
+  p.add_argument("--smollm2_warmstart_steps", type=int, default=30,
+                 help="smollm2_arith: SFT steps (16 worked solutions each) before the batch")
+  p.add_argument("--warmstart_lr", type=float, default=5e-5, help="smollm2_arith: SFT peak lr")
   args = p.parse_args()
   args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
   os.makedirs(args.outdir, exist_ok=True)
@@ -228,7 +272,8 @@ def main() -> None:
     out = maze_tiny(args)
     text = summarize_maze(out)
   else:
-    out = smollm2(args) if args.case == "smollm2" else maze_updates(args)
+    out = {"smollm2": smollm2, "smollm2_arith": smollm2_arith,
+           "maze_updates": maze_updates}[args.case](args)
     text = summarize_updates(out)
   with open(os.path.join(args.outdir, f"{args.case}.json"), "w") as f:
     json.dump(out, f, indent=1, default=float)
