@@ -187,7 +187,8 @@ def lower_sampler(cfg, mesh, rules, params, args):
   controls = tuple(dict(temperature=1.0, top_p=1.0, top_k=0, greedy=False).items())
   static = dict(cfg=cfg, controls=controls, mesh=mesh, rules=rules)
   prefill = sampler._prefill.lower(params, tokens, tokens, key, num_samples=n,
-                                   cache_len=p + t, **static)
+                                   cache_len=p + t, segments=sampler.default_segments(t),
+                                   **static)
   cache, first, prompt_len = prefill.out_info
   as_input = lambda info: jax.tree.map(
       lambda i: jax.ShapeDtypeStruct(i.shape, i.dtype, sharding=i.sharding), info)

@@ -84,7 +84,7 @@ def test_bad_config_and_inputs_raise():
     models.forward_hidden(params, cfg, tokens, positions[:, :3], mask)
   keys = jnp.zeros((2, 1, 5, 2, 8))
   with pytest.raises(ValueError, match="cannot hold"):
-    models.kv_cache.from_prefill(keys, keys, jnp.ones((1, 5)), slots=4)
+    models.kv_cache.from_prefill(keys, keys, jnp.ones((1, 5)), slots=5)
 
 
 def test_left_padding_does_not_change_real_tokens():
@@ -112,16 +112,17 @@ def test_causality():
   assert np.abs(np.asarray(a[:, 4:] - b[:, 4:])).max() > 1e-4
 
 
-@pytest.mark.parametrize("tie", [True, False])
-def test_kv_cache_prefill_and_decode_match_full_forward(tie):
+@pytest.mark.parametrize("tie,segments", [(True, 1), (False, 1), (True, 3)])
+def test_kv_cache_prefill_and_decode_match_full_forward(tie, segments):
   """The prompt's keys and values from the training forward, laid out by
-  `kv_cache.from_prefill` (each prompt's row repeated twice), then one decode step a token:
-  the same logits as one full forward over prompt + tokens."""
+  `kv_cache.from_prefill` (each prompt's row repeated twice), then one decode step a token
+  (each into the segment that holds its slot): the same logits as one full forward over
+  prompt + tokens."""
   from rlvr_jax.models import kv_cache
   from rlvr_jax.sampling import decode
   cfg = _cfg(tie_embeddings=tie)
   params = models.init_params(cfg, _key(3))
-  lengths, p, new, repeat = [5, 2, 7], 7, 4, 2
+  lengths, p, new, repeat = [5, 2, 7], 7, 5, 2
   tokens, positions, mask = _left_padded(lengths, p + new, cfg.vocab_size, seed=4)
   # Make the last `new` tokens real for every row: a left-padded prompt of
   # length `p` followed by `new` generated tokens.
@@ -134,17 +135,24 @@ def test_kv_cache_prefill_and_decode_match_full_forward(tie):
                                             mask[:, :p], return_kv=True)
   assert keys.shape == (cfg.num_layers, 3, p, cfg.num_kv_heads, cfg.head_dim)
   slots = p + new + 3
-  cache = kv_cache.from_prefill(keys, values, mask[:, :p], slots, repeat)
+  cache = kv_cache.from_prefill(keys, values, mask[:, :p], slots, repeat, segments)
+  sizes = kv_cache.segment_sizes(p, slots, segments)
+  assert sizes == ((7, 8) if segments == 1 else (7, 3, 3, 2))
   assert len(cache.keys) == cfg.num_layers
-  assert cache.keys[0].shape == (3 * repeat, cfg.num_kv_heads, cfg.head_dim, slots)
-  assert cache.values[0].shape == (3 * repeat, cfg.num_kv_heads, slots, cfg.head_dim)
+  assert [k.shape for k in cache.keys[0]] == [
+      (3 * repeat, cfg.num_kv_heads, cfg.head_dim, s) for s in sizes]
+  assert [v.shape for v in cache.values[0]] == [
+      (3 * repeat, cfg.num_kv_heads, s, cfg.head_dim) for s in sizes]
   rep = lambda x: jnp.repeat(x, repeat, axis=0)
   step_logits = [rep(models.logits(params, cfg, h))]
-  step = jax.jit(lambda c, tok, pos, slot: decode.step(params, decode.split_layers(params), cfg,
-                                                       tok, pos, c, slot))
+  step = jax.jit(lambda c, tok, pos, slot, g: decode.step(params, decode.split_layers(params),
+                                                          cfg, tok, pos, c, slot, g),
+                 static_argnums=4)
+  ends = np.cumsum(sizes)
   for i in range(p, p + new):
     cache = cache._replace(mask_RxS=cache.mask_RxS.at[:, i].set(True))
-    h, cache = step(cache, rep(tokens[:, i]), rep(positions[:, i]), i)
+    g = int(np.searchsorted(ends, i, side="right"))  # the segment holding slot i
+    h, cache = step(cache, rep(tokens[:, i]), rep(positions[:, i]), i, g)
     step_logits.append(models.logits(params, cfg, h[:, None]))
   inc = jnp.concatenate(step_logits, axis=1)
   real = np.asarray(rep(mask))
@@ -152,9 +160,21 @@ def test_kv_cache_prefill_and_decode_match_full_forward(tie):
                              rtol=0)
   np.testing.assert_array_equal(np.asarray(cache.mask_RxS)[:, :p + new], real)
   assert not np.asarray(cache.mask_RxS)[:, p + new:].any()
-  # Unwritten slots are still zero.
-  assert not np.asarray(cache.keys[0])[..., p + new:].any()
-  assert not np.asarray(cache.values[0])[:, :, p + new:].any()
+  # Every written slot holds its token's key; the unwritten ones are still zero.
+  keys_all = np.concatenate([np.asarray(k) for k in cache.keys[0]], axis=-1)
+  values_all = np.concatenate([np.asarray(v) for v in cache.values[0]], axis=2)
+  assert np.abs(keys_all[..., p:p + new]).min(axis=(1, 2)).max() > 0
+  assert not keys_all[..., p + new:].any()
+  assert not values_all[:, :, p + new:].any()
+
+
+def test_kv_cache_segments_and_decode_step_reject_bad_splits():
+  from rlvr_jax.models import kv_cache
+  assert kv_cache.segment_sizes(4, 14, 3) == (4, 4, 3, 3)
+  assert kv_cache.segment_sizes(4, 6, 5) == (4, 1, 1)  # no more segments than slots
+  for bad in ((0, 8, 1), (8, 8, 1), (4, 8, 0)):
+    with pytest.raises(ValueError, match="cannot be split"):
+      kv_cache.segment_sizes(*bad)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 5, 64])

@@ -97,6 +97,25 @@ def test_greedy_is_argmax_of_teacher_forced(tiny_params):
   assert float(jnp.abs(out.sampling_logprobs_RxT).max()) == 0.0  # a point mass
 
 
+def test_decode_across_cache_segments_matches_teacher_forced(tiny_params):
+  # 100 new tokens: by default the cache's new slots form 3 segments, so the decode loop
+  # crosses two segment boundaries, attending over more segments after each; then 5.
+  assert sampling.sampler.default_segments(100) == 3
+  tokens, mask = _prompts()
+  for greedy, segments in ((False, None), (True, None), (False, 5)):
+    out = sampling.sample(tiny_params, TINY, tokens, mask, jax.random.PRNGKey(7), num_samples=2,
+                          max_new_tokens=100, greedy=greedy, eos_ids=(), cache_segments=segments)
+    assert bool(jnp.all(out.mask_RxT == 1))
+    for r in range(4):
+      b = r // 2
+      gen = np.asarray(out.tokens_RxT[r])
+      lp, ent, logits = _teacher_forced(tiny_params, TINY, tokens[b][mask[b] == 1], gen)
+      np.testing.assert_allclose(np.asarray(out.logprobs_RxT[r]), lp, atol=1e-4)
+      np.testing.assert_allclose(np.asarray(out.entropy_RxT[r]), ent, atol=1e-4)
+      if greedy:
+        np.testing.assert_array_equal(gen, logits.argmax(1))
+
+
 def test_first_token_distribution_chi_square(tiny_params):
   # 20000 draws of the first token of one prompt at temperature 1 against the
   # softmax of the uncached forward pass. Power check: draws at temperature
@@ -246,6 +265,8 @@ def test_bad_inputs_raise(tiny_params):
     call(top_p=0.0)
   with pytest.raises(ValueError, match="top_k"):
     call(top_k=-1)
+  with pytest.raises(ValueError, match="cache_segments"):
+    call(cache_segments=0)
   with pytest.raises(ValueError, match="num_samples"):
     call(num_samples=0)
   with pytest.raises(ValueError, match="eos_ids"):

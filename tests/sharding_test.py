@@ -103,7 +103,7 @@ def test_sharded_params_and_forward_match_single_device(mesh_cfg):
 
 def test_sharded_kv_cache_decode_matches_single_device():
   """Prefill 5 tokens into the cache, decode the 6th, on a data x fsdp x tensor mesh: each
-  layer's buffer is [R, K, S, Dh] with rows over (data, fsdp) and KV heads over tensor, and
+  layer's buffers ([R, K, Dh, S_g] keys) have rows over (data, fsdp) and KV heads over tensor, and
   the logits are the single-device full forward's."""
   from rlvr_jax.models import kv_cache
   from rlvr_jax.sampling import decode
@@ -113,22 +113,21 @@ def test_sharded_kv_cache_decode_matches_single_device():
   tokens, positions, mask = _batch(seed=1)
   mask = mask.at[:, 5].set(True)  # the decoded token is real in every row
   positions = jnp.cumsum(mask, 1) - 1
-  empty = jax.jit(lambda: kv_cache.init(CFG, 8, 8))
   spec4 = lambda x: tuple(x.sharding.spec) + (None,) * (4 - len(x.sharding.spec))
   want_spec = (("data", "fsdp"), "tensor", None, None)
   with sharding.use_mesh(mesh):
-    assert spec4(empty().keys[0]) == want_spec
 
     @jax.jit
     def run(p, tok, pos, m):
       h, (k, v) = models.forward_hidden(p, CFG, tok[:, :5], pos[:, :5], m[:, :5], return_kv=True)
       cache = kv_cache.from_prefill(k, v, m[:, :5], 8)
       cache = cache._replace(mask_RxS=cache.mask_RxS.at[:, 5].set(True))
-      h2, cache = decode.step(p, decode.split_layers(p), CFG, tok[:, 5], pos[:, 5], cache, 5)
+      h2, cache = decode.step(p, decode.split_layers(p), CFG, tok[:, 5], pos[:, 5], cache, 5, 1)
       return jnp.concatenate([h, h2[:, None]], 1), cache
 
     h, cache = run(params, tokens, positions, mask)
-  assert spec4(cache.keys[0]) == want_spec
+  # The prompt's segment and the empty one decoding wrote into, both sharded the same way.
+  assert [spec4(k) for k in cache.keys[0]] == [want_spec, want_spec]
   out = np.asarray(models.logits(params, CFG, h))
   ref = _single_device_logits(jax.device_get(params), tokens, positions, mask)
   real = np.asarray(mask)

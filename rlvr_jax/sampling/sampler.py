@@ -9,8 +9,10 @@ Two compiled programs per shape bucket:
   draws every row's first token from the shared last-position logits;
 - decode (R, S, T): a `lax.while_loop` that feeds the last token, draws the
   next, stops a row at its first EOS and leaves the loop once every row has
-  stopped. The cache is donated to it and lives in the loop carry as one
-  [R, K, S, Dh] buffer a layer, written in place (`models/kv_cache.py`, `decode.py`).
+  stopped. The cache is donated to it and lives in the loop carry, written in place
+  (`models/kv_cache.py`, `decode.py`). Its T new slots are split into a few segments
+  (`sample`'s `cache_segments`), and the loop runs once a segment: while it fills segment g,
+  attention reads the prompt and segments 1..g only, not the slots still empty.
 Prompt lengths are padded (on the left) to 16, 24, 32, 48, 64, 96, ... (see
 `bucket_length`), so a run compiles a handful of programs rather than one per
 batch.
@@ -76,16 +78,28 @@ def _controls(temperature: float, top_p: float, top_k: int, greedy: bool) -> dic
               greedy=bool(greedy))
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "num_samples", "cache_len", "controls",
-                                             "mesh", "rules"))
-def _prefill(params, tokens_BxP, mask_BxP, key, *, cfg, num_samples, cache_len, controls,
-             mesh, rules):
+def default_segments(max_new_tokens: int) -> int:
+  """`sample`'s default decode segments of the cache (`models/kv_cache.py`): one per 32
+  new tokens, at most 8.
+
+  With n segments attention reads on average about P + T (n + 1) / (2 n) slots a step
+  instead of P + T, but the decode loop is compiled n times. SmolLM2-135M, 128 new tokens,
+  2-core CPU (benchmarks/RESULTS.md): 4 segments sample 4 % more tokens/s than 1 at 16
+  and 64 rows (8: no more), and compile in 13.7 s instead of 5.4 s (8: 27.1 s).
+  """
+  return max(1, min(8, max_new_tokens // 32))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "num_samples", "cache_len", "segments",
+                                             "controls", "mesh", "rules"))
+def _prefill(params, tokens_BxP, mask_BxP, key, *, cfg, num_samples, cache_len, segments,
+             controls, mesh, rules):
   """The KV cache with the prompts in slots [0, P) (rows repeated), first tokens, lengths."""
   with _maybe_mesh(mesh, rules):
     positions_BxP = jnp.maximum(jnp.cumsum(mask_BxP, axis=1) - 1, 0)
     hidden_BxPxD, (keys, values) = models.forward_hidden(params, cfg, tokens_BxP, positions_BxP,
                                                          mask_BxP, return_kv=True)
-    cache = kv_cache.from_prefill(keys, values, mask_BxP, cache_len, num_samples)
+    cache = kv_cache.from_prefill(keys, values, mask_BxP, cache_len, num_samples, segments)
     # Left padding puts every prompt's last real token at column P - 1.
     logits_BxV = models.logits(params, cfg, hidden_BxPxD[:, -1:])[:, 0]
     rep = lambda x, axis: jnp.repeat(x, num_samples, axis=axis)
@@ -127,11 +141,7 @@ def _decode(params, cache, first: StepOut, prompt_len_R, key, *, cfg, max_new_to
     bufs = write(bufs, 0, first, live_R)
     done_R = is_eos(first.tokens_R)
 
-    def cond(c):
-      i, _, _, done_R, _ = c
-      return (i < t) & ~jnp.all(done_R)
-
-    def body(c):
+    def body(c, segment):
       i, cache, last_R, done_R, bufs = c
       # Token i - 1 sits at position len + i - 1 and goes to cache slot P + i - 1.
       live_R = ~done_R
@@ -140,15 +150,22 @@ def _decode(params, cache, first: StepOut, prompt_len_R, key, *, cfg, max_new_to
       # Slots past `slot` are still unwritten (mask 0), so the mask alone is causal.
       hidden_RxD, cache = decode_lib.step(params, layer_params, cfg, last_R,
                                           prompt_len_R + i - 1, cache._replace(mask_RxS=mask_RxS),
-                                          slot)
+                                          slot, segment)
       logits_RxV = models.logits(params, cfg, hidden_RxD[:, None])[:, 0]
       out = sample_step(jax.random.fold_in(key, i), logits_RxV, **dict(controls))
       bufs = write(bufs, i, out, live_R)
       tok_R = jnp.where(live_R, out.tokens_R, pad_id)
       return i + 1, cache, tok_R, done_R | (live_R & is_eos(out.tokens_R)), bufs
 
-    init = (jnp.int32(1), cache, first.tokens_R, done_R, bufs)
-    _, cache, _, done_R, bufs = jax.lax.while_loop(cond, body, init)
+    carry = (jnp.int32(1), cache, first.tokens_R, done_R, bufs)
+    # Step i feeds token i - 1 into slot P + i - 1: segment g takes the steps whose slot
+    # lies in it, one while_loop a segment (each leaves at once when every row is done).
+    sizes = [k.shape[-1] for k in cache.keys[0]]
+    for segment in range(1, len(sizes)):
+      last_i = min(t, sum(sizes[:segment + 1]) - prompt_slots + 1)  # one past its last step
+      cond = lambda c, last_i=last_i: (c[0] < last_i) & ~jnp.all(c[3])
+      carry = jax.lax.while_loop(cond, functools.partial(body, segment=segment), carry)
+    _, cache, _, done_R, bufs = carry
     toks, mask, lp, slp, ent = bufs
     return SampleOutput(toks, mask, lp, slp, ent, jnp.sum(mask, axis=1, dtype=jnp.int32),
                         done_R), cache
@@ -188,7 +205,8 @@ def sample(params: Any, cfg: models.ModelConfig, prompt_tokens_BxP: Any, prompt_
            key: jax.Array, *, num_samples: int, max_new_tokens: int, temperature: float = 1.0,
            top_p: float = 1.0, top_k: int = 0, greedy: bool = False,
            eos_ids: Sequence[int] | None = None, pad_id: int | None = None,
-           mesh: Mesh | None = None, rules: Any = None) -> SampleOutput:
+           mesh: Mesh | None = None, rules: Any = None, cache_segments: int | None = None
+           ) -> SampleOutput:
   """Samples `num_samples` continuations of each left-padded prompt.
 
   See SampleOutput for which distribution each returned quantity belongs to.
@@ -201,6 +219,9 @@ def sample(params: Any, cfg: models.ModelConfig, prompt_tokens_BxP: Any, prompt_
   global batch, equal counts) and gets back global arrays whose rows it reads
   with `multihost.local_rows`; prompts are bucketed to the longest over all
   processes, and the global batch must split over the mesh's batch axes.
+
+  `cache_segments`: the parts the cache's new slots are split into (see the module
+  docstring); None takes `default_segments(max_new_tokens)`. It changes the cost only.
   """
   check_controls(temperature, top_p, top_k, greedy)
   tokens_BxP = np.asarray(prompt_tokens_BxP)
@@ -208,6 +229,9 @@ def sample(params: Any, cfg: models.ModelConfig, prompt_tokens_BxP: Any, prompt_
   if tokens_BxP.ndim != 2 or tokens_BxP.shape != mask_BxP.shape:
     raise ValueError(f"prompt tokens {tokens_BxP.shape} and mask {mask_BxP.shape} must be the "
                      "same [B, P] shape")
+  if cache_segments is not None and (int(cache_segments) != cache_segments
+                                     or cache_segments < 1):
+    raise ValueError(f"cache_segments must be a positive integer or None, got {cache_segments}")
   if num_samples < 1 or max_new_tokens < 1:
     raise ValueError(f"num_samples ({num_samples}) and max_new_tokens ({max_new_tokens}) "
                      "must be >= 1")
@@ -236,6 +260,8 @@ def sample(params: Any, cfg: models.ModelConfig, prompt_tokens_BxP: Any, prompt_
   cache_len = p + max_new_tokens
   cache, first, prompt_len_R = _prefill(params, tokens_BxP, mask_BxP, key, cfg=cfg,
                                         num_samples=num_samples, cache_len=cache_len,
+                                        segments=int(cache_segments or
+                                                     default_segments(max_new_tokens)),
                                         controls=controls, mesh=mesh, rules=rules)
   out, _ = _decode(params, cache, first, prompt_len_R, key, cfg=cfg,
                    max_new_tokens=max_new_tokens, prompt_slots=p, controls=controls,
