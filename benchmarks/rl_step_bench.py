@@ -63,21 +63,28 @@ def _maze_config(seed: int, steps: int, switches: bool, warm_dir: str, warm_step
   return c
 
 
+def _warm_start(workdir: str, config, steps: int) -> str:
+  """The warm-started params' directory under `workdir`, made by `config` (RL steps 0) once."""
+  from rlvr_jax.rl import train
+
+  if not os.path.exists(os.path.join(workdir, "warmstart")):
+    print(f"warm start ({steps} steps) -> {workdir}", flush=True)
+    train.run(config, workdir)
+  return os.path.join(workdir, "warmstart")
+
+
 def maze_tiny(args) -> dict:
   from rlvr_jax.rl import train
 
-  warm = os.path.join(args.outdir, "warm")
-  if not os.path.exists(os.path.join(warm, "warmstart")):
-    print(f"warm start ({args.warmstart_steps} steps) -> {warm}", flush=True)
-    train.run(_maze_config(0, 0, False, "", args.warmstart_steps), warm)
+  warm = _warm_start(os.path.join(args.outdir, "warm"),
+                     _maze_config(0, 0, False, "", args.warmstart_steps), args.warmstart_steps)
   runs = {}
   for seed in args.seeds:
     for switches in (False, True):
       name = f"seed{seed}_{'on' if switches else 'off'}"
       work = os.path.join(args.outdir, name)
       t0 = time.perf_counter()
-      last = train.run(_maze_config(seed, args.steps, switches, os.path.join(warm, "warmstart"),
-                                    0), work)
+      last = train.run(_maze_config(seed, args.steps, switches, warm, 0), work)
       recs = _records(work)
       runs[name] = {"seed": seed, "switches": switches, "wall_s": time.perf_counter() - t0,
                     "steps": recs, "final": {k: last.get(k) for k in FINAL}}
@@ -140,14 +147,10 @@ def _arith_smollm2_config(args, warm_dir: str, warm_steps: int):
 
 def smollm2_arith(args) -> dict:
   """The update alone on one batch of SmolLM2 warm-started on arith: groups with signal."""
-  from rlvr_jax.rl import train
-
-  warm = os.path.join(args.outdir, "warm_smollm2_arith")
-  if not os.path.exists(os.path.join(warm, "warmstart")):
-    print(f"SFT warm start ({args.smollm2_warmstart_steps} steps) -> {warm}", flush=True)
-    train.run(_arith_smollm2_config(args, "", args.smollm2_warmstart_steps), warm)
-  c = _arith_smollm2_config(args, os.path.join(warm, "warmstart"), 0)
-  return update_split(c, args.repeats)
+  steps = args.smollm2_warmstart_steps
+  warm = _warm_start(os.path.join(args.outdir, "warm_smollm2_arith"),
+                     _arith_smollm2_config(args, "", steps), steps)
+  return update_split(_arith_smollm2_config(args, warm, 0), args.repeats)
 
 
 def maze_updates(args) -> dict:
