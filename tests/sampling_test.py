@@ -181,6 +181,16 @@ def test_nucleus_threshold_keeps_ties_whole():
     assert int(jnp.sum(e >= t[:, None])) == kept, (top_p, kept)
 
 
+def test_first_argmax_is_numpy_argmax_with_ties_infinities_and_nans():
+  z = np.array([[1, 3, 3, 2], [np.nan, 1, np.nan, 0], [0, 0, 0, 0], [-np.inf, -np.inf, 5, np.inf],
+                [-np.inf] * 4, [2, np.nan, 7, 7]], np.float32)
+  rand = np.random.default_rng(0).integers(-3, 3, (64, 300)).astype(np.float32)  # many ties
+  for x in (z, rand):
+    got = np.asarray(sampling.ops.first_argmax(jnp.asarray(x)))
+    np.testing.assert_array_equal(got, np.argmax(x, axis=-1))
+    assert got.dtype == np.int32
+
+
 def test_inverse_cdf_only_returns_positive_weights():
   w = jnp.zeros((3, 700)).at[0, 5].set(1.0).at[1, 699].set(2.0).at[2, 300].set(0.5)
   w = w.at[2, 301].set(0.5)

@@ -47,6 +47,17 @@ def check_controls(temperature: float, top_p: float, top_k: int, greedy: bool) -
     raise ValueError(f"top_k must be a non-negative integer (0 = off), got {top_k}")
 
 
+def first_argmax(z_RxV: jax.Array) -> jax.Array:
+  """`jnp.argmax` over the last axis (the first index on ties, the first NaN if any), int32.
+
+  A max, then the smallest index that reaches it: two plain reductions, where XLA:CPU's
+  variadic argmax reduction over [64, 49152] float32 took 5 ms against 2.2 (RESULTS.md).
+  """
+  v = z_RxV.shape[-1]
+  hit_RxV = (z_RxV == jnp.max(z_RxV, axis=-1, keepdims=True)) | jnp.isnan(z_RxV)
+  return jnp.min(jnp.where(hit_RxV, jnp.arange(v, dtype=jnp.int32), v), axis=-1)
+
+
 def top_k_mask(z_RxV: jax.Array, top_k: int) -> jax.Array:
   """True for the tokens whose logit is at least the k-th largest of its row."""
   kth_R = jax.lax.top_k(z_RxV, top_k)[0][:, -1]
@@ -144,7 +155,7 @@ def sample_step(key: jax.Array, logits_RxV: jax.Array, *, temperature: float, to
   entropy_R = log_s_R - jnp.sum(e_RxV * d_RxV, axis=-1) / s_R
 
   if greedy:
-    tokens_R = jnp.argmax(logits_RxV, axis=-1).astype(jnp.int32)
+    tokens_R = first_argmax(logits_RxV)
     samp_lp_R = jnp.zeros((r,), jnp.float32)
   else:
     if temperature == 1.0:
