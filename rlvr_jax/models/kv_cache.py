@@ -56,6 +56,15 @@ def segment_sizes(prompt_slots: int, slots: int, segments: int) -> tuple[int, ..
   return (prompt_slots,) + tuple(rest // n + (g < rest % n) for g in range(n))
 
 
+def segment_ends(cache: KVCache) -> tuple[int, ...]:
+  """One past the last slot of each segment of `cache` (static: read off its buffers)."""
+  ends, end = [], 0
+  for keys in cache.keys[0]:
+    end += keys.shape[-1]
+    ends.append(end)
+  return tuple(ends)
+
+
 def from_prefill(keys_LxBxPxKxDh: jax.Array, values_LxBxPxKxDh: jax.Array,
                  mask_BxP: jax.Array, slots: int, repeat: int = 1, segments: int = 1
                  ) -> KVCache:

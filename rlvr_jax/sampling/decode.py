@@ -36,10 +36,10 @@ def step(params: dict[str, Any], layer_params: list[dict[str, jax.Array]],
   attends to, its own `slot` included (the caller sets it: slots past `slot` are
   unwritten, so the mask alone is causal).
   """
-  sizes = [k.shape[-1] for k in cache.keys[0]]
-  if not 1 <= segment < len(sizes):
-    raise ValueError(f"decode segment {segment} of a cache with segments {sizes}")
-  start, end = sum(sizes[:segment]), sum(sizes[:segment + 1])
+  ends = kv_cache.segment_ends(cache)
+  if not 1 <= segment < len(ends):
+    raise ValueError(f"decode segment {segment} of a cache whose segments end at {ends}")
+  start, end = ends[segment - 1], ends[segment]
   allowed_RxS = cache.mask_RxS[:, :end]
   cos, sin = layers.rope_angles(positions_R[:, None], cfg)  # [R, 1, Dh/2]
   x = params["embed"].astype(cfg.jnp_dtype)[tokens_R][:, None]

@@ -160,9 +160,9 @@ def _decode(params, cache, first: StepOut, prompt_len_R, key, *, cfg, max_new_to
     carry = (jnp.int32(1), cache, first.tokens_R, done_R, bufs)
     # Step i feeds token i - 1 into slot P + i - 1: segment g takes the steps whose slot
     # lies in it, one while_loop a segment (each leaves at once when every row is done).
-    sizes = [k.shape[-1] for k in cache.keys[0]]
-    for segment in range(1, len(sizes)):
-      last_i = min(t, sum(sizes[:segment + 1]) - prompt_slots + 1)  # one past its last step
+    ends = kv_cache.segment_ends(cache)
+    for segment in range(1, len(ends)):
+      last_i = min(t, ends[segment] - prompt_slots + 1)  # one past the segment's last step
       cond = lambda c, last_i=last_i: (c[0] < last_i) & ~jnp.all(c[3])
       carry = jax.lax.while_loop(cond, functools.partial(body, segment=segment), carry)
     _, cache, _, done_R, bufs = carry
